@@ -1,0 +1,51 @@
+"""Session-wide test set-up.
+
+Airflow reads its configuration from the environment when first imported, so
+the variables are set here, at import time of the conftest, before any test
+module imports airflow. One metadata DB is migrated per session (DAG tests
+must share one pytest process: the first ``dag.test()`` costs seconds).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tempfile
+from pathlib import Path
+
+import pytest
+
+PROJECT = Path(__file__).resolve().parent.parent
+_SESSION_DIR = Path(tempfile.mkdtemp(prefix="sta-tests-"))
+
+os.environ.setdefault("AIRFLOW_HOME", str(_SESSION_DIR / "airflow"))
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(PROJECT / "dags")
+os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(PROJECT / "plugins")
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "False"
+os.environ.setdefault("AIRFLOW__API_AUTH__JWT_SECRET", secrets.token_hex(64))
+os.environ.setdefault("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", "True")
+os.environ.setdefault("STA_SECRET_KEY", "test-key-" + "0" * 48)
+os.environ.setdefault("OMP_THREAD_LIMIT", "1")
+os.environ.setdefault("STA_DATA_ROOT", str(_SESSION_DIR / "data"))
+
+ARTIFACTS = PROJECT / "test-artifacts"
+
+
+@pytest.fixture(scope="session")
+def session_dir() -> Path:
+    return _SESSION_DIR
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> None:
+    """Migrate the session's SQLite metadata DB once (~4 s)."""
+    from airflow.utils import db
+
+    db.initdb()

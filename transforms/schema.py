@@ -1,0 +1,118 @@
+"""Arrow schemas of the published tables (per partner, then per region).
+
+One place defines the columns so that the Parquet writer, the Great
+Expectations suites, the consolidated store and the query service agree.
+Every table carries ``partner_id`` so that a partner re-publishing can replace
+its own rows only.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+PATIENTS = pa.schema(
+    [
+        ("patient_token", pa.string()),
+        ("partner_id", pa.string()),
+        ("region", pa.string()),
+        ("sex", pa.string()),  # M, F, O or null
+        ("birth_decade", pa.int32()),  # e.g. 1950; null when unknown or capped (US 90+)
+    ]
+)
+
+STUDIES = pa.schema(
+    [
+        ("study_uid", pa.string()),
+        ("patient_token", pa.string()),
+        ("partner_id", pa.string()),
+        ("region", pa.string()),
+        ("country", pa.string()),
+        ("modality", pa.string()),  # primary modality of the study
+        ("modalities", pa.list_(pa.string())),
+        ("body_region", pa.string()),  # head_neck, chest, abdomen, msk, pelvis, breast, whole_body, unknown
+        ("study_date_shifted", pa.date32()),
+        ("study_description", pa.string()),
+        ("age_at_study", pa.int32()),  # years; 90 means 90+ under the US profile
+        ("sex", pa.string()),
+        ("manufacturer", pa.string()),
+        ("manufacturer_model", pa.string()),
+        ("n_series", pa.int32()),
+        ("n_instances", pa.int32()),
+    ]
+)
+
+SERIES = pa.schema(
+    [
+        ("series_uid", pa.string()),
+        ("study_uid", pa.string()),
+        ("partner_id", pa.string()),
+        ("modality", pa.string()),
+        ("body_part", pa.string()),
+        ("series_number", pa.int32()),
+        ("series_description", pa.string()),
+        ("n_instances", pa.int32()),
+        ("thumbnail", pa.string()),  # path relative to the partner root, or null
+    ]
+)
+
+INSTANCES = pa.schema(
+    [
+        ("sop_uid", pa.string()),
+        ("series_uid", pa.string()),
+        ("study_uid", pa.string()),
+        ("partner_id", pa.string()),
+        ("sop_class_uid", pa.string()),
+        ("transfer_syntax", pa.string()),
+        ("path", pa.string()),  # de-identified file, relative to the partner root
+        ("rows", pa.int32()),
+        ("cols", pa.int32()),
+        ("frames", pa.int32()),
+        ("size_bytes", pa.int64()),
+        ("sha256", pa.string()),  # of the de-identified file
+        ("pixels_modified", pa.bool_()),
+    ]
+)
+
+REPORTS = pa.schema(
+    [
+        ("report_id", pa.string()),  # keyed hash of the raw file's content
+        ("study_uid", pa.string()),
+        ("patient_token", pa.string()),
+        ("partner_id", pa.string()),
+        ("language", pa.string()),
+        ("source_format", pa.string()),  # txt, pdf, image
+        ("pages", pa.int32()),
+        ("ocr_pages", pa.int32()),
+        ("text_scrubbed", pa.string()),
+    ]
+)
+
+LABELS = pa.schema(
+    [
+        ("study_uid", pa.string()),
+        ("partner_id", pa.string()),
+        ("label", pa.string()),
+        ("value", pa.string()),
+        ("confidence", pa.float32()),
+        ("model", pa.string()),
+        ("model_version", pa.string()),
+    ]
+)
+
+TABLES: dict[str, pa.Schema] = {
+    "patients": PATIENTS,
+    "studies": STUDIES,
+    "series": SERIES,
+    "instances": INSTANCES,
+    "reports": REPORTS,
+    "labels": LABELS,
+}
+
+PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
+    "patients": ("patient_token", "partner_id"),
+    "studies": ("study_uid",),
+    "series": ("series_uid",),
+    "instances": ("sop_uid",),
+    "reports": ("report_id",),
+    "labels": ("study_uid", "label", "model"),
+}
