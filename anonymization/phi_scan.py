@@ -60,13 +60,16 @@ class PhiSet:
 
     values: set[str] = field(default_factory=set)
     raw: set[str] = field(default_factory=set)  # as written, for reports and byte search
+    # Institution and station names: identifying, but vendors' test files often
+    # name the vendor as the institution; they are not searched in device fields.
+    weak: set[str] = field(default_factory=set)
 
-    def add_text(self, value: str) -> None:
+    def add_text(self, value: str, *, weak: bool = False) -> None:
         value = str(value).strip()
         if not value:
             return
         self.raw.add(value)
-        self.values.add(normalise(value))
+        (self.weak if weak else self.values).add(normalise(value))
 
     def add_name(self, pn: str) -> None:
         if str(pn).strip():
@@ -83,29 +86,35 @@ class PhiSet:
         if len(digits) == 6:
             self.values.add(digits)
 
-    def searchable(self) -> list[str]:
-        return sorted(
-            v for v in self.values if len(v.replace(" ", "")) >= MIN_LEN and v not in _STOPWORDS
-        )
+    def searchable(self, include_weak: bool = True) -> list[str]:
+        pool = self.values | self.weak if include_weak else self.values
+        return sorted(v for v in pool if len(v.replace(" ", "")) >= MIN_LEN and v not in _STOPWORDS)
 
-    def pattern(self) -> re.Pattern[str] | None:
-        terms = self.searchable()
+    def pattern(self, include_weak: bool = True) -> re.Pattern[str] | None:
+        terms = self.searchable(include_weak)
         if not terms:
             return None
         alternation = "|".join(re.escape(t).replace(r"\ ", r"\s+") for t in sorted(terms, key=len, reverse=True))
         return re.compile(rf"(?<![^\W_])(?:{alternation})(?![^\W_])")
 
 
+DEVICE_FIELDS = frozenset({"Manufacturer", "ManufacturerModelName", "SoftwareVersions"})
+
+
 def scan_texts(phi: PhiSet, texts: Iterable[tuple[str, str]]) -> list[str]:
     """Return the locations (never the values) whose text contains an original value."""
-    pattern = phi.pattern()
-    if pattern is None:
-        return []
-    return [where for where, text in texts if pattern.search(normalise(text))]
+    strong, full = phi.pattern(include_weak=False), phi.pattern()
+    hits = []
+    for where, text in texts:
+        pattern = strong if where.rsplit(".", 1)[-1] in DEVICE_FIELDS else full
+        if pattern is not None and pattern.search(normalise(text)):
+            hits.append(where)
+    return hits
 
 
 def scan_bytes(phi: PhiSet, data: bytes, encodings: Iterable[str] = ("latin-1", "utf-8")) -> bool:
-    pattern = phi.pattern()
+    """Search raw bytes (every element, whatever its VR) for the strong values."""
+    pattern = phi.pattern(include_weak=False)
     if pattern is None:
         return False
     for enc in encodings:

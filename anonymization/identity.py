@@ -1,0 +1,148 @@
+"""Who a DICOM file is about, read before anything is removed.
+
+The patient token, the date offset, the age, and the list of original
+identifying values (for the residual scan and for scrubbing the linked
+report) all come from the input header. Nothing here is written to output;
+the ``PatientIdentity`` stays in the partner's enclave for the duration of a
+run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+from pydicom.dataset import Dataset
+
+from anonymization.dicom_dates import age_years, parse_age, parse_da
+from anonymization.dicom_rules import TEXT_VRS, RuleBook
+from anonymization.keys import Keyring
+from anonymization.phi_scan import PhiSet
+
+# Text attributes whose values identify someone even when short.
+IDENTIFIER_KEYWORDS = frozenset(
+    {
+        "PatientID", "OtherPatientIDs", "IssuerOfPatientID", "AccessionNumber", "StudyID",
+        "RequestedProcedureID", "ScheduledProcedureStepID", "PerformedProcedureStepID",
+        "PatientAddress", "PatientTelephoneNumbers", "InstitutionName", "InstitutionAddress",
+        "InstitutionalDepartmentName", "StationName", "DeviceSerialNumber", "MedicalRecordLocator",
+        "AdmissionID", "ServiceEpisodeID", "PlacerOrderNumberImagingServiceRequest",
+        "FillerOrderNumberImagingServiceRequest", "MilitaryRank", "BranchOfService",
+        "RegionOfResidence", "CountryOfResidence", "PatientInsurancePlanCodeSequence",
+        "ResponsibleOrganization", "PatientReligiousPreference", "DetectorID", "GantryID",
+        "OtherPatientIDsSequence", "ClinicalTrialSubjectID", "VisitComments",
+    }
+)
+WEAK_KEYWORDS = frozenset({"InstitutionName", "InstitutionalDepartmentName", "StationName"})
+DATE_KEYWORDS_FOR_AGE = ("StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate")
+
+
+@dataclass
+class PatientIdentity:
+    token: str
+    offset: timedelta
+    age: int | None  # whole years at the study, before any cap
+    sex: str | None
+    birth_year: int | None
+    phi: PhiSet = field(default_factory=PhiSet)
+    accession: str | None = None  # raw; used only to link reports in the enclave
+
+
+def national_document(ds: Dataset, issuers: dict[str, str]) -> tuple[str, str, str] | None:
+    """(country, type, number) from PatientID or OtherPatientIDsSequence, per the partner's issuers.
+
+    ``issuers`` maps IssuerOfPatientID values to "CO-CC" style country-type pairs.
+    """
+    candidates = [(str(ds.get("PatientID", "")), str(ds.get("IssuerOfPatientID", "")))]
+    for item in ds.get("OtherPatientIDsSequence", []) or []:
+        candidates.append((str(item.get("PatientID", "")), str(item.get("IssuerOfPatientID", ""))))
+    for number, issuer in candidates:
+        kind = issuers.get(issuer.strip())
+        if kind and number.strip():
+            country, _, doc_type = kind.partition("-")
+            return country, doc_type or "ID", number.strip()
+    return None
+
+
+def collect_phi(ds: Dataset, rules: RuleBook, phi: PhiSet) -> None:
+    """Every identifying value of the dataset, at any depth, into ``phi``."""
+    for elem in ds:
+        if elem.VR == "SQ":
+            for item in elem.value or []:
+                collect_phi(item, rules, phi)
+            continue
+        if elem.value is None or elem.value == "":
+            continue
+        values = elem.value if elem.VM > 1 else [elem.value]
+        if elem.tag.is_private:
+            if elem.VR in TEXT_VRS or elem.VR == "UN":
+                for v in values:
+                    text = v.decode("latin-1", "ignore") if isinstance(v, bytes) else str(v)
+                    if "^" in text:
+                        phi.add_name(text)
+                    elif any(ch.isdigit() for ch in text) and len(text.strip()) >= 5:
+                        phi.add_text(text)
+            continue
+        if elem.VR == "PN":
+            for v in values:
+                phi.add_name(str(v))
+        elif elem.VR == "DA":
+            for v in values:
+                phi.add_date(str(v))
+        elif elem.VR == "DT":
+            for v in values:
+                phi.add_date(str(v)[:8])
+        elif elem.VR == "TM":
+            for v in values:
+                phi.add_time(str(v))
+        elif elem.VR in TEXT_VRS and elem.keyword in IDENTIFIER_KEYWORDS:
+            for v in values:
+                phi.add_text(str(v), weak=elem.keyword in WEAK_KEYWORDS)
+
+
+def read_identity(
+    ds: Dataset, keyring: Keyring, rules: RuleBook, issuers: dict[str, str], partner_id: str
+) -> PatientIdentity:
+    doc = national_document(ds, issuers)
+    name = str(ds.get("PatientName", "") or "")
+    birth = str(ds.get("PatientBirthDate", "") or "")
+    local = str(ds.get("PatientID", "") or "")
+    token = keyring.patient_token(
+        document=doc,
+        name=name or None,
+        birth_date=birth or None,
+        fallback_id=f"{partner_id}|{local}" if local else f"{partner_id}|unknown",
+    )
+    offset = keyring.time_offset(token, rules.profile.date_shift_range_days)
+
+    age = parse_age(str(ds.get("PatientAge", "") or ""))
+    birth_date = parse_da(birth) if birth else None
+    if age is None and birth_date is not None:
+        for kw in DATE_KEYWORDS_FOR_AGE:
+            when = parse_da(str(ds.get(kw, "") or ""))
+            if when is not None:
+                age = age_years(birth_date, when)
+                break
+    birth_year = birth_date.year if birth_date else None
+    if birth_year is None and age is not None:
+        when = parse_da(str(ds.get("StudyDate", "") or ""))
+        birth_year = (when.year - age) if when else None
+    sex = str(ds.get("PatientSex", "") or "").strip().upper() or None
+    phi = PhiSet()
+    collect_phi(ds, rules, phi)
+    if doc:
+        phi.add_text(doc[2])
+    accession = str(ds.get("AccessionNumber", "") or "").strip() or None
+    return PatientIdentity(token, offset, age, sex if sex in ("M", "F", "O") else None, birth_year, phi, accession)
+
+
+def age_string(age: int | None, cap: int | None) -> str | None:
+    if age is None or age < 0:
+        return None
+    if cap is not None and age >= cap:
+        age = cap
+    return f"{min(age, 999):03d}Y"
+
+
+def study_date(value: str) -> date | None:
+    return parse_da(value) if value else None

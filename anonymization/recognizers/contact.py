@@ -1,0 +1,120 @@
+"""Phones, e-mail and web addresses, postal addresses, places and institutions.
+
+Phone numbers are recognised by the numbering plans of the region (+57,
++55, +54, +56, +593, +52, +51, +598, +1, national forms with area codes in
+parentheses) and by their labels ("Tel.", "Celular", "Phone"). Addresses
+are recognised from their street words (Calle, Carrera, Av., Rua, Street...)
+and from address labels ("Dirección:", "Endereço:"); the rest of such a line
+is taken, because house numbers and cities follow in any order.
+"""
+
+from __future__ import annotations
+
+import re
+
+Span = tuple[str, int, int, float]
+
+EMAIL_RE = re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+(?![\w-])", re.UNICODE)
+URL_RE = re.compile(r"(?<![\w])(?:https?://|www\.)[^\s<>\"')\]]+", re.IGNORECASE)
+IP_RE = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w.])")
+
+# +CC and national forms; 7-13 digits in groups separated by space, dot or dash.
+PHONE_RE = re.compile(
+    r"(?<![\w+/.-])(?:\+\s?(?:1|5[1-8]|59[0-9])[\s.-]?)?(?:\(\s?\d{1,4}\s?\)[\s.-]?)?\d{2,5}(?:[\s.-]\d{2,5}){1,4}(?![\w/]|[.,]\d)"
+)
+PHONE_LABEL_RE = re.compile(
+    r"(?<![\w])(?:tel[ée]fono|telefone|tel[ée]f?\.?|tel|cel(?:ular)?\.?|m[óo]vil|movil|fone|fax|phone|mobile|cell|whats?app|contacto|contato)"
+    r"(?![^\W\d_])\s*(?:n[º°o]\.?|#)?\s*[:=]?\s*(?P<v>\+?[\d(][\d\s().-]{5,22}\d)",
+    re.IGNORECASE,
+)
+
+_STREET_WORDS = (
+    r"calle|cl\.|cll\.?|carrera|cra\.?|kra\.?|cr\.|avenida|av\.|avda\.?|diagonal|dg\.|transversal|tv\.|pasaje|psje\.?|jir[óo]n|jr\.|"
+    r"camino|carretera|paseo|plaza|pza\.|barrio|urbanizaci[óo]n|urb\.|manzana|mz\.?|lote|bloque|piso|dpto\.?|departamento|vereda|"
+    r"rua|r\.|travessa|tv\.|alameda|al\.|estrada|rodovia|praça|pça\.?|largo|avenue|ave\.?|street|st\.|road|rd\.|boulevard|blvd\.?|"
+    r"lane|ln\.|drive|dr\.(?=\s*\d)|court|ct\.|place|pl\.|suite|apt\.?|apartment|highway|hwy\.?|route"
+)
+# "Calle 45 # 12-34", "Rua Augusta, 1500", "Av. Corrientes 1234", "123 Main Street"
+STREET_RE = re.compile(
+    rf"(?<![\w])(?:{_STREET_WORDS})(?![^\W\d_])\s*(?:[\w'ºª°.#-]+\s?){{0,6}}?(?:n[º°o]\.?\s*|#\s*|,\s*)?\d+[A-Za-z]?(?:\s*[#-]\s*\d+[A-Za-z]?)*(?:\s*(?:,\s*)?(?:apto|apt|dpto|piso|int|casa|bloco|sala|suite)\.?\s*\w+)?",
+    re.IGNORECASE,
+)
+US_STREET_RE = re.compile(
+    r"(?<![\w])\d{1,6}\s+(?:[NSEW]\.?\s+)?(?:[A-Z][a-z]+\s+){1,3}(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Place|Pl|Way|Terrace|Parkway|Pkwy|Highway|Hwy)\b\.?"
+)
+ADDRESS_LABEL_RE = re.compile(
+    r"(?<![\w])(?:direcci[óo]n|domicilio|residencia|endere[çc]o|resid[êe]ncia|address|home\s+address|lugar\s+de\s+residencia)(?![^\W\d_])\s*[:=]\s*(?P<v>[^\n|;]{3,120})",
+    re.IGNORECASE,
+)
+POSTAL_RE = re.compile(
+    r"(?<![\w])(?:cep|c\.?p\.?|c[óo]digo\s+postal|zip(?:\s+code)?)\s*[:.]?\s*(?P<v>\d{4,5}(?:-\d{3,4})?)(?![\w])",
+    re.IGNORECASE,
+)
+US_STATE_ZIP_RE = re.compile(r"(?<![\w]),?\s?[A-Z]{2}\s+\d{5}(?:-\d{4})?(?![\w])")
+LOCATION_LABEL_RE = re.compile(
+    r"(?<![\w])(?:ciudad|cidade|city|municipio|munic[íi]pio|localidad|provincia|departamento|comuna|bairro|barrio|county|naturalidad|naturalidade|lugar\s+de\s+nacimiento|procedencia|proced[êe]ncia|place\s+of\s+birth)"
+    r"(?![^\W\d_])\s*[:=]\s*(?P<v>[^\n|;:,]{2,60})",
+    re.IGNORECASE,
+)
+_CAP = r"[A-ZÁÉÍÓÚÂÊÔÃÕÀÇÑÜ][\wÁÉÍÓÚÂÊÔÃÕÀÇÑÜáéíóúâêôãõàçñü'’.-]*"
+_PART = r"(?:de|del|la|las|los|el|da|das|do|dos|e|y|of|the|and|san|santa|são|st\.?)"
+INSTITUTION_RE = re.compile(
+    rf"(?<![\w])(?:Hospital|Hosp\.|Cl[íi]nica|Cl[íi]nic|Centro\s+M[ée]dico|Centro\s+de\s+Salud|Centro\s+de\s+Sa[úu]de|Centro\s+Hospitalario|Sanatorio|"
+    rf"Fundaci[óo]n|Funda[çc][ãa]o|Instituto|Policl[íi]nica|Policl[íi]nico|Santa\s+Casa|Medical\s+Center|Medical\s+Centre|Health\s+System|"
+    rf"Health\s+Center|Imaging\s+Center|Laboratorio|Laborat[óo]rio|Unidad\s+M[ée]dica|IPS|E\.?S\.?E\.?|UBS|UPA|Hospital\s+Universitario|"
+    rf"Hospital\s+das\s+Cl[íi]nicas|Cl[íi]nica\s+Universidad|Diagn[óo]stico|Radiolog[íi]a|Imagenolog[íi]a|Memorial|University\s+Hospital|General\s+Hospital|"
+    rf"Children's\s+Hospital)(?:\s+(?:{_PART}\s+)*{_CAP}){{1,6}}",
+)
+INSTITUTION_LABEL_RE = re.compile(
+    r"(?<![\w])(?:instituci[óo]n|institui[çc][ãa]o|hospital|cl[íi]nica|centro|sede|unidad|unidade|facility|institution|establecimiento|estabelecimento|prestador)"
+    r"(?![^\W\d_])\s*[:=]\s*(?P<v>[^\n|;]{3,80})",
+    re.IGNORECASE,
+)
+
+
+def _digits(s: str) -> int:
+    return sum(c.isdigit() for c in s)
+
+
+def find_contacts(text: str, language: str = "es") -> list[Span]:
+    out: list[Span] = []
+    for m in EMAIL_RE.finditer(text):
+        out.append(("EMAIL", m.start(), m.end(), 1.0))
+    for m in URL_RE.finditer(text):
+        out.append(("URL", m.start(), m.end(), 0.9))
+    for m in IP_RE.finditer(text):
+        out.append(("ID", m.start(), m.end(), 0.6))
+    for m in PHONE_LABEL_RE.finditer(text):
+        if 7 <= _digits(m.group("v")) <= 15:
+            out.append(("PHONE", m.start("v"), m.end("v"), 0.95))
+    for m in PHONE_RE.finditer(text):
+        g = m.group()
+        nd = _digits(g)
+        if not 7 <= nd <= 13:
+            continue
+        # Sizes and counts ("12 x 14 x 20", "3 5 7") are not phones: require a
+        # + prefix, parentheses, a dash/dot group or a long group.
+        groups = re.findall(r"\d+", g)
+        if g.startswith("+") or "(" in g or max(len(x) for x in groups) >= 4 and ("-" in g or "." in g or len(groups) <= 3):
+            out.append(("PHONE", m.start(), m.end(), 0.6))
+    for m in STREET_RE.finditer(text):
+        out.append(("ADDRESS", m.start(), m.end(), 0.8))
+    for m in US_STREET_RE.finditer(text):
+        out.append(("ADDRESS", m.start(), m.end(), 0.8))
+    for m in ADDRESS_LABEL_RE.finditer(text):
+        v = m.group("v").rstrip(" .")
+        out.append(("ADDRESS", m.start("v"), m.start("v") + len(v), 0.9))
+    for m in POSTAL_RE.finditer(text):
+        out.append(("ADDRESS", m.start("v"), m.end("v"), 0.8))
+    for m in US_STATE_ZIP_RE.finditer(text):
+        out.append(("ADDRESS", m.start(), m.end(), 0.5))
+    for m in LOCATION_LABEL_RE.finditer(text):
+        v = m.group("v").rstrip(" .")
+        if v.strip():
+            out.append(("LOCATION", m.start("v"), m.start("v") + len(v), 0.8))
+    for m in INSTITUTION_RE.finditer(text):
+        out.append(("ORGANIZATION", m.start(), m.end(), 0.7))
+    for m in INSTITUTION_LABEL_RE.finditer(text):
+        v = m.group("v").rstrip(" .")
+        out.append(("ORGANIZATION", m.start("v"), m.start("v") + len(v), 0.8))
+    return out
