@@ -1,0 +1,545 @@
+"""The pull step: copy new and changed partner files into the landing area, safely.
+
+One function, :func:`pull_partner`, serves the DAG's pull task and
+``sta pull --partner ID``. For every entry a connector lists it decides
+(against the partner's :class:`~transforms.sync_state.SyncState`) whether to
+fetch, skip or re-report it, and fetches with these guarantees:
+
+* **Remote names are never paths.** The landing path is
+  :func:`~transforms.sources.safepath.safe_relpath` of the remote name,
+  checked once more to be inside ``root.landing``; the original name is kept
+  in the report and the state.
+* **Nothing partial in landing.** Bytes stream into a hidden temp file in the
+  destination folder (same file system, so the final ``os.replace`` is
+  atomic), are verified (size; the service's checksum when it has one), and
+  only then renamed. Temp files left by a killed run are swept at the start
+  of the next pull and by the cleanup.
+* **Dropped connections retry**, resuming at the bytes already written when
+  the connector can (HTTP Range, SFTP/S3 offsets), with exponential backoff.
+* **A file that changes while we list or read it** is detected (service
+  precondition, checksum, or size/mtime re-stat) and its new version fetched.
+* **Duplicates are processed once**: same bytes (SHA-256, or the service's
+  checksum before downloading) as a file fetched this run or earlier.
+* **Deletions are recorded** only after a *complete* listing: an interrupted
+  listing must never mark unseen files as deleted.
+
+Memory is bounded by the connector's chunk size whatever the file size.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import logging
+import os
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from transforms.sources import open_source
+from transforms.sources.base import (
+    ChangedAtSource,
+    ConnectionInfo,
+    ConnectionNotFound,
+    ConnectionResolver,
+    Hasher,
+    NotFoundAtSource,
+    RemoteEntry,
+    Source,
+    SourceError,
+    TransientError,
+    env_connection_resolver,
+)
+from transforms.sources.safepath import TEMP_PREFIX, safe_relpath
+from transforms.sync_state import SyncState
+
+if TYPE_CHECKING:
+    from sta.config import PartnerConfig, PartnerRoot
+
+__all__ = [
+    "ConnectionInfo",
+    "ConnectionNotFound",
+    "ConnectionResolver",
+    "Failed",
+    "PullReport",
+    "PulledFile",
+    "Skipped",
+    "SourceError",
+    "cleanup_landing",
+    "env_connection_resolver",
+    "pull_partner",
+    "pull_from_source",
+]
+
+log = logging.getLogger(__name__)
+
+_FSYNC_MIN_BYTES = 1024 * 1024
+_FATAL_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EDQUOT}  # fsync big files before the rename; tiny ones are cheap to refetch
+
+
+@dataclass
+class PulledFile:
+    """A file now in landing. ``landing_relpath`` is relative to ``root.landing``."""
+
+    landing_relpath: str
+    remote_path: str
+    remote_id: str
+    size: int
+    sha256: str
+    source_hash: str | None = None
+    mtime: str | None = None
+    renamed: bool = False  # the remote name was not safe as-is
+    carried_over: bool = False  # fetched by an earlier run whose processing did not finish
+
+
+@dataclass
+class Skipped:
+    remote_path: str
+    reason: str  # unchanged | duplicate_content | not_downloadable | symlink | not_regular_file | ...
+    remote_id: str | None = None
+    detail: str | None = None
+
+
+@dataclass
+class Failed:
+    remote_path: str
+    reason: str  # transfer_failed | hash_mismatch | size_mismatch | vanished | changed_repeatedly | listing_failed
+    remote_id: str | None = None
+    detail: str | None = None
+
+
+@dataclass
+class PullReport:
+    partner_id: str
+    run_id: str
+    source: str
+    landing: str
+    started_at: str = ""
+    finished_at: str = ""
+    listing_complete: bool = False
+    listed: int = 0
+    bytes_fetched: int = 0
+    fetched: list[PulledFile] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    failed: list[Failed] = field(default_factory=list)
+    deleted_at_source: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.listing_complete and not self.failed
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["ok"] = self.ok
+        d["counts"] = {
+            "fetched": len(self.fetched),
+            "skipped": len(self.skipped),
+            "failed": len(self.failed),
+            "deleted_at_source": len(self.deleted_at_source),
+        }
+        return d
+
+
+class _VerifyError(Exception):
+    def __init__(self, reason: str, detail: str) -> None:
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason}: {detail}")
+
+
+@dataclass
+class _Downloaded:
+    sha256: str
+    size: int
+    entry: RemoteEntry  # the version actually fetched (may differ from the listed one)
+
+
+def _now() -> str:
+    return datetime.now(tz=UTC).isoformat(timespec="seconds")
+
+
+def _source_fingerprint(partner: "PartnerConfig") -> str:
+    """Name of the state file: a different source config starts a fresh state."""
+    s = partner.source
+    key = "|".join(str(x) for x in (s.type, s.path, s.conn_id, s.bucket, s.prefix, s.folder_id))
+    return f"sync-{s.type}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.sqlite"
+
+
+def sweep_temp_files(landing: Path) -> list[str]:
+    """Delete temp files a killed pull left behind; return their relative paths."""
+    removed: list[str] = []
+    if not landing.is_dir():
+        return removed
+    for dirpath, _dirs, files in os.walk(landing):
+        for name in files:
+            if name.startswith(TEMP_PREFIX):
+                p = Path(dirpath) / name
+                p.unlink(missing_ok=True)
+                removed.append(p.relative_to(landing).as_posix())
+    return removed
+
+
+class _Puller:
+    def __init__(
+        self,
+        source: Source,
+        state: SyncState,
+        landing: Path,
+        report: PullReport,
+        *,
+        retries: int,
+        backoff: float,
+    ) -> None:
+        self.source = source
+        self.state = state
+        self.landing = landing
+        self.landing_resolved = landing.resolve()
+        self.report = report
+        self.retries = retries
+        self.backoff = backoff
+        self.run_relpaths: dict[str, str] = {}  # relpath -> remote_id, this run
+        self.run_contents: dict[str, str] = {}  # sha256 -> remote path, this run
+        self.run_source_hashes: dict[str, str] = {}  # source hash -> remote path, this run
+
+    # -- decisions -------------------------------------------------------------
+    def handle(self, entry: RemoteEntry) -> None:
+        rep = self.report
+        if not entry.downloadable:
+            rep.skipped.append(Skipped(entry.path, entry.skip_reason or "not_downloadable", entry.remote_id))
+            return
+        prev = self.state.get(entry.remote_id)
+        if prev is not None and prev.version == entry.version and prev.status != "deleted":
+            if prev.status == "landed" and prev.landing_relpath and prev.sha256:
+                p = self.landing / prev.landing_relpath
+                if p.is_file() and p.stat().st_size == prev.size:
+                    self._claim(prev.landing_relpath, entry.remote_id)
+                    self.run_contents.setdefault(prev.sha256, entry.path)
+                    rep.fetched.append(
+                        PulledFile(prev.landing_relpath, entry.path, entry.remote_id, prev.size or 0,
+                                   prev.sha256, entry.source_hash, entry.mtime,
+                                   prev.landing_relpath != entry.path, carried_over=True)
+                    )  # fmt: skip
+                    return
+                # landing copy gone (e.g. wiped by hand): fetch it again below
+            else:
+                rep.skipped.append(Skipped(entry.path, "unchanged", entry.remote_id))
+                return
+        # Known content by the service's checksum: no need to download at all.
+        if entry.source_hash:
+            seen = self.run_source_hashes.get(entry.source_hash)
+            known = self.state.content_by_source_hash(entry.source_hash)
+            if seen is None and known is not None and known.first_remote_id != entry.remote_id:
+                seen = known.first_path
+            if seen is not None and seen != entry.path:
+                self.state.record_duplicate(entry, known.sha256 if known else None, seen, rep.run_id)
+                rep.skipped.append(Skipped(entry.path, "duplicate_content", entry.remote_id, f"same as {seen}"))
+                return
+        self._fetch(entry, prev)
+
+    def _claim(self, relpath: str, remote_id: str) -> None:
+        self.run_relpaths[relpath] = remote_id
+
+    def _relpath_for(self, entry: RemoteEntry) -> str:
+        rel = safe_relpath(entry.path)
+        owner = self.run_relpaths.get(rel) or self.state.relpath_owner(rel)
+        if owner is not None and owner != entry.remote_id:
+            # Two remote names map to one landing name (e.g. case or sanitising);
+            # disambiguate by the remote id, deterministically.
+            tag = hashlib.sha256(entry.remote_id.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+            head, _, last = rel.rpartition("/")
+            stem, dot, ext = last.rpartition(".")
+            last = f"{stem}~{tag}.{ext}" if dot and stem else f"{last}~{tag}"
+            rel = f"{head}/{last}" if head else last
+        return rel
+
+    def _fetch(self, entry: RemoteEntry, prev: Any) -> None:
+        rep = self.report
+        rel = self._relpath_for(entry)
+        final = self.landing / rel
+        # The landing path must stay inside landing whatever the name was.
+        resolved_parent = final.parent.resolve() if final.parent.exists() else None
+        if resolved_parent is not None and not resolved_parent.is_relative_to(self.landing_resolved):
+            rep.failed.append(Failed(entry.path, "unsafe_path", entry.remote_id, rel))
+            return
+        final.parent.mkdir(parents=True, exist_ok=True)
+        if not final.parent.resolve().is_relative_to(self.landing_resolved):
+            rep.failed.append(Failed(entry.path, "unsafe_path", entry.remote_id, rel))
+            return
+        tmp = final.parent / f"{TEMP_PREFIX}{uuid.uuid4().hex}.part"
+        try:
+            got = self._download(entry, tmp)
+        except _VerifyError as exc:
+            tmp.unlink(missing_ok=True)
+            rep.failed.append(Failed(entry.path, exc.reason, entry.remote_id, exc.detail))
+            return
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        fetched_entry = got.entry
+        # Same bytes as something already fetched (this run or an earlier one)?
+        known = self.state.content(got.sha256)
+        dup_of = self.run_contents.get(got.sha256)
+        if dup_of is None and known is not None and known.first_remote_id != entry.remote_id:
+            dup_of = known.first_path
+        if dup_of is not None and dup_of != entry.path:
+            tmp.unlink(missing_ok=True)
+            self.state.record_duplicate(fetched_entry, got.sha256, dup_of, rep.run_id)
+            rep.skipped.append(Skipped(entry.path, "duplicate_content", entry.remote_id, f"same as {dup_of}"))
+            return
+        if (
+            prev is not None
+            and prev.sha256 == got.sha256
+            and prev.status in ("done", "duplicate")
+        ):
+            # Only metadata changed (touched, re-uploaded identical bytes).
+            tmp.unlink(missing_ok=True)
+            self.state.record_same_content(fetched_entry, prev)
+            rep.skipped.append(Skipped(entry.path, "unchanged", entry.remote_id, "same content, new metadata"))
+            return
+        os.replace(tmp, final)
+        self._claim(rel, entry.remote_id)
+        self.run_contents[got.sha256] = entry.path
+        if fetched_entry.source_hash:
+            self.run_source_hashes[fetched_entry.source_hash] = entry.path
+        self.state.record_fetched(fetched_entry, got.sha256, rel, rep.run_id)
+        rep.bytes_fetched += got.size
+        rep.fetched.append(
+            PulledFile(rel, entry.path, entry.remote_id, got.size, got.sha256, fetched_entry.source_hash,
+                       fetched_entry.mtime, rel != entry.path)
+        )  # fmt: skip
+
+    # -- transfer --------------------------------------------------------------
+    def _download(self, entry: RemoteEntry, tmp: Path) -> _Downloaded:
+        """Stream ``entry`` into ``tmp`` with retries, resume and verification."""
+        current = entry
+        attempt = 0
+        changes = 0
+        sha = hashlib.sha256()
+        src_hasher: Hasher | None = self.source.new_hasher(current)
+        written = 0
+        last_error = ""
+        with open(tmp, "wb") as out:
+            while True:
+                attempt += 1
+                offset = written if self.source.supports_resume else 0
+                if offset == 0 and written:
+                    out.seek(0)
+                    out.truncate()
+                    written = 0
+                    sha = hashlib.sha256()
+                    src_hasher = self.source.new_hasher(current)
+                try:
+                    for chunk in self.source.open_stream(current, offset):
+                        out.write(chunk)
+                        sha.update(chunk)
+                        if src_hasher is not None:
+                            src_hasher.update(chunk)
+                        written += len(chunk)
+                    out.flush()
+                    self._verify(current, written, src_hasher)
+                    self.source.confirm(current)
+                    if written >= _FSYNC_MIN_BYTES:
+                        os.fsync(out.fileno())
+                    return _Downloaded(sha.hexdigest(), written, current)
+                except (TransientError, ConnectionError, TimeoutError, _VerifyError, ChangedAtSource) as exc:
+                    changed = isinstance(exc, ChangedAtSource)
+                    if isinstance(exc, _VerifyError):
+                        # A checksum or size mismatch is either corruption or a change
+                        # that happened after the listing; the service's fresh metadata tells.
+                        fresh = self.source.stat(current)
+                        if fresh is None:
+                            raise _VerifyError("vanished", f"{current.path} disappeared during the fetch") from None
+                        if fresh.version != current.version:
+                            changed = True
+                        else:
+                            last_error = f"{exc.reason}: {exc.detail}"
+                    if changed:
+                        changes += 1
+                        if changes > self.retries + 1:
+                            raise _VerifyError("changed_repeatedly", f"{current.path} kept changing") from None
+                        fresh = self.source.stat(current)
+                        if fresh is None:
+                            raise _VerifyError("vanished", f"{current.path} disappeared during the fetch") from None
+                        log.info("%s changed at the source during the fetch; fetching the new version", current.path)
+                        current = fresh
+                        out.seek(0)
+                        out.truncate()
+                        written = 0
+                        sha = hashlib.sha256()
+                        src_hasher = self.source.new_hasher(current)
+                        attempt -= 1  # a change is not a failed attempt
+                        continue
+                    if isinstance(exc, _VerifyError):
+                        # Corrupt transfer: start again from zero, not from the bad bytes.
+                        out.seek(0)
+                        out.truncate()
+                        written = 0
+                        sha = hashlib.sha256()
+                        src_hasher = self.source.new_hasher(current)
+                        if attempt > self.retries:
+                            raise exc from None
+                    else:
+                        last_error = f"{type(exc).__name__}: {exc}"
+                        if attempt > self.retries:
+                            raise _VerifyError("transfer_failed", last_error) from None
+                    log.warning("fetch of %s failed (attempt %d): %s; retrying", current.path, attempt, exc)
+                    time.sleep(self.backoff * (2 ** (attempt - 1)))
+                except NotFoundAtSource:
+                    raise _VerifyError("vanished", f"{current.path} disappeared before the fetch") from None
+
+    @staticmethod
+    def _verify(entry: RemoteEntry, written: int, src_hasher: Hasher | None) -> None:
+        if entry.size is not None and written != entry.size:
+            raise _VerifyError("size_mismatch", f"expected {entry.size} bytes, got {written}")
+        if src_hasher is not None and entry.source_hash:
+            expected = entry.source_hash.split(":", 1)[1]
+            got = src_hasher.hexdigest()
+            if got != expected:
+                raise _VerifyError("hash_mismatch", f"{entry.source_hash.split(':', 1)[0]} expected {expected}, got {got}")
+
+
+def pull_from_source(
+    source: Source,
+    state_path: Path,
+    landing: Path,
+    *,
+    partner_id: str,
+    run_id: str,
+    retries: int = 3,
+    backoff: float = 1.0,
+) -> PullReport:
+    """Pull from an already-open connector (the engine under :func:`pull_partner`)."""
+    landing.mkdir(parents=True, exist_ok=True)
+    report = PullReport(partner_id=partner_id, run_id=run_id, source=source.kind, landing=str(landing))
+    report.started_at = _now()
+    swept = sweep_temp_files(landing)
+    if swept:
+        log.warning("removed %d temp files left by an interrupted pull", len(swept))
+    with SyncState(state_path) as state:
+        puller = _Puller(source, state, landing, report, retries=retries, backoff=backoff)
+        seen: set[str] = set()
+        try:
+            for entry in source.list():
+                report.listed += 1
+                seen.add(entry.remote_id)
+                try:
+                    puller.handle(entry)
+                except (OSError, SourceError) as exc:
+                    if isinstance(exc, OSError) and exc.errno in _FATAL_ERRNOS:
+                        raise  # local disk full / read-only: every next file would fail too
+                    log.exception("fetch of %s failed", entry.path)
+                    report.failed.append(Failed(entry.path, "error", entry.remote_id, f"{type(exc).__name__}: {exc}"))
+                except Exception as exc:  # noqa: BLE001 - one bad file must not stop the others
+                    log.exception("fetch of %s failed", entry.path)
+                    report.failed.append(Failed(entry.path, "error", entry.remote_id, f"{type(exc).__name__}: {exc}"))
+            report.listing_complete = True
+        except (ConnectionNotFound, SourceError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - recorded; the run must not mark deletions
+            log.exception("listing of %s failed", source.kind)
+            report.failed.append(Failed("<listing>", "listing_failed", None, f"{type(exc).__name__}: {exc}"))
+        if report.listing_complete:
+            gone = sorted(state.live_ids() - seen)
+            if gone:
+                rows = [state.get(rid) for rid in gone]
+                state.mark_deleted(gone, run_id)
+                report.deleted_at_source = [r.path for r in rows if r is not None]
+    report.finished_at = _now()
+    return report
+
+
+def pull_partner(
+    partner: "PartnerConfig",
+    root: "PartnerRoot",
+    run_id: str,
+    connections: ConnectionResolver | None = None,
+    *,
+    retries: int = 3,
+    backoff: float = 1.0,
+    source: Source | None = None,
+) -> PullReport:
+    """Fetch the partner's new and changed files into ``root.landing``.
+
+    ``connections`` resolves the ``conn_id`` named in the partner YAML (the
+    Airflow operator passes one built on ``BaseHook.get_connection``; the
+    default reads ``AIRFLOW_CONN_*`` variables). A missing or unusable
+    connection raises :class:`ConnectionNotFound` naming it. Per-file problems
+    do not raise: they are in ``report.failed`` with a reason.
+    """
+    if root.partner_id != partner.id:
+        raise PermissionError(f"root of partner {root.partner_id} used for partner {partner.id}")
+    landing = root.ensure_inside(root.landing)
+    state_path = root.ensure_inside(root.state) / _source_fingerprint(partner)
+    own = source is None
+    src = source or open_source(partner, connections or env_connection_resolver, base=root.base)
+    try:
+        return pull_from_source(
+            src, state_path, landing, partner_id=partner.id, run_id=run_id, retries=retries, backoff=backoff
+        )
+    finally:
+        if own:
+            src.close()
+
+
+def cleanup_landing(root: "PartnerRoot", fetched_relpaths: Iterable[str]) -> dict[str, Any]:
+    """Delete the landing copies a successful run used; report what was deleted.
+
+    Called at the end of a successful run: raw partner data must not outlive
+    the run that processed it. The state rows of these files become ``done``
+    so the next pull skips them as unchanged. Paths are checked to be inside
+    ``root.landing`` (a relpath is data from an XCom, not trusted either).
+    """
+    landing = root.landing.resolve()
+    deleted: list[str] = []
+    missing: list[str] = []
+    refused: list[str] = []
+    freed = 0
+    relpaths = list(dict.fromkeys(fetched_relpaths))
+    for rel in relpaths:
+        p = landing / rel
+        if Path(rel).is_absolute() or ".." in Path(rel).parts or not p.parent.resolve().is_relative_to(landing):
+            refused.append(rel)
+            continue
+        try:
+            size = p.stat().st_size
+            p.unlink()
+        except FileNotFoundError:
+            missing.append(rel)
+            continue
+        freed += size
+        deleted.append(rel)
+    temp = sweep_temp_files(landing)
+    # Remove folders left empty (deepest first), never landing itself.
+    removed_dirs = 0
+    if landing.is_dir():
+        for dirpath, _dirs, _files in sorted(os.walk(landing), key=lambda t: -len(t[0])):
+            d = Path(dirpath)
+            if d != landing:
+                try:
+                    d.rmdir()
+                    removed_dirs += 1
+                except OSError:
+                    pass
+    marked = 0
+    if root.state.is_dir():
+        done = [r for r in relpaths if r not in refused]
+        for db in sorted(root.state.glob("sync-*.sqlite")):
+            with SyncState(db) as st:
+                marked += st.mark_done(done)
+    remaining = sum(1 for _ in landing.rglob("*") if _.is_file()) if landing.is_dir() else 0
+    return {
+        "landing": str(landing),
+        "deleted": deleted,
+        "deleted_count": len(deleted),
+        "bytes_freed": freed,
+        "missing": missing,
+        "refused": refused,
+        "temp_files_removed": temp,
+        "empty_dirs_removed": removed_dirs,
+        "state_rows_marked_done": marked,
+        "files_remaining_in_landing": remaining,
+    }
