@@ -19,11 +19,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sta", description="STA data platform")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for mod in sorted(pkgutil.iter_modules(sta.commands.__path__), key=lambda m: m.name):
-        module = importlib.import_module(f"sta.commands.{mod.name}")
+        try:
+            module = importlib.import_module(f"sta.commands.{mod.name}")
+        except Exception as exc:  # noqa: BLE001 - one broken area must not take the whole CLI down
+            broken = sub.add_parser(mod.name, help=f"(unavailable: {type(exc).__name__})")
+            broken.set_defaults(func=_unavailable(mod.name, exc))
+            continue
         register = getattr(module, "register", None)
         if register is not None:
             register(sub)
     return parser
+
+
+def _unavailable(name: str, exc: Exception):  # noqa: ANN202
+    def run(_args: argparse.Namespace) -> int:
+        print(f"sta: the '{name}' commands failed to load: {exc}", file=sys.stderr)
+        return 2
+
+    return run
 
 
 def main(argv: list[str] | None = None) -> int:

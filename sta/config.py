@@ -153,9 +153,12 @@ def load_partner(path: Path) -> PartnerConfig:
     if cfg.id != Path(path).stem:
         raise ConfigError(f"{path}: id {cfg.id!r} must match the file name {Path(path).stem!r}")
     # Imported here: profiles import config for the directories.
-    from anonymization.profiles import load_profile
+    from anonymization.profiles import ProfileError, load_profile
 
-    load_profile(cfg.profile, cfg.profile_overrides, where=str(path))
+    try:
+        load_profile(cfg.profile, cfg.profile_overrides, where=str(path))
+    except ProfileError as exc:
+        raise ConfigError(str(exc)) from exc
     return cfg
 
 

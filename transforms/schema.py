@@ -114,5 +114,5 @@ PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
     "series": ("series_uid",),
     "instances": ("sop_uid",),
     "reports": ("report_id",),
-    "labels": ("study_uid", "label", "model"),
+    "labels": ("study_uid", "label", "value", "model"),
 }

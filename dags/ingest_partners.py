@@ -1,0 +1,52 @@
+"""DAG factory: one ``ingest_<partner>`` DAG per include/partners/*.yaml.
+
+pull -> classify -> deidentify[batches] -> reports[batches] -> build_tables
+-> validate (Great Expectations gate) -> publish (asset) -> cleanup.
+Wiring only: every task is a wrapper in operators/partner_tasks.py. Every task
+runs in the partner's queue and pool, so a deployment gives each partner its
+own workers (docker-compose.yaml).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import DAG
+
+from operators import partner_tasks as t
+from sta.config import load_partners
+
+
+def build_dag(partner) -> DAG:  # noqa: ANN001
+    with DAG(
+        dag_id=partner.dag_id,
+        description=f"Ingest {partner.name} ({partner.country}) into its de-identified store",
+        schedule=partner.schedule,
+        start_date=datetime(2026, 1, 1),
+        catchup=False,
+        max_active_runs=1,
+        tags=["ingest", f"region:{partner.region}", f"partner:{partner.id}"],
+        default_args={
+            "owner": partner.owner,
+            "retries": partner.retries,
+            "retry_delay": timedelta(minutes=2),
+            "queue": partner.queue,
+            "pool": partner.pool,
+        },
+        doc_md=__doc__,
+    ) as dag:
+        pid = partner.id
+        batches = t.classify(pid, t.pull(pid))
+        dicom = t.deidentify.partial(partner_id=pid).expand(batch=batches["dicom"])
+        joined = t.dicom_done(dicom)
+        texts = t.reports.partial(partner_id=pid).expand(batch=batches["report"])
+        joined >> texts
+        tables = t.build_tables(pid)
+        [joined, texts] >> tables
+        published = t.publish_task(partner.region, pid)(pid)
+        tables >> t.validate(pid) >> published >> t.cleanup(pid)
+    return dag
+
+
+for _partner in load_partners():
+    globals()[_partner.dag_id] = build_dag(_partner)
