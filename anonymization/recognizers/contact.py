@@ -59,7 +59,7 @@ LOCATION_LABEL_RE = re.compile(
 _CAP = r"[A-ZÁÉÍÓÚÂÊÔÃÕÀÇÑÜ][\wÁÉÍÓÚÂÊÔÃÕÀÇÑÜáéíóúâêôãõàçñü'’.-]*"
 _PART = r"(?:de|del|la|las|los|el|da|das|do|dos|e|y|of|the|and|san|santa|são|st\.?)"
 INSTITUTION_RE = re.compile(
-    rf"(?<![\w])(?:Hospital|Hosp\.|Cl[íi]nica|Cl[íi]nic|Centro\s+M[ée]dico|Centro\s+de\s+Salud|Centro\s+de\s+Sa[úu]de|Centro\s+Hospitalario|Sanatorio|"
+    rf"(?<![\w])(?i:Hospital|Hosp\.|Cl[íi]nica|Cl[íi]nic|Centro\s+M[ée]dico|Centro\s+de\s+Salud|Centro\s+de\s+Sa[úu]de|Centro\s+Hospitalario|Sanatorio|"
     rf"Fundaci[óo]n|Funda[çc][ãa]o|Instituto|Policl[íi]nica|Policl[íi]nico|Santa\s+Casa|Medical\s+Center|Medical\s+Centre|Health\s+System|"
     rf"Health\s+Center|Imaging\s+Center|Laboratorio|Laborat[óo]rio|Unidad\s+M[ée]dica|IPS|E\.?S\.?E\.?|UBS|UPA|Hospital\s+Universitario|"
     rf"Hospital\s+das\s+Cl[íi]nicas|Cl[íi]nica\s+Universidad|Diagn[óo]stico|Radiolog[íi]a|Imagenolog[íi]a|Memorial|University\s+Hospital|General\s+Hospital|"
@@ -70,6 +70,19 @@ INSTITUTION_LABEL_RE = re.compile(
     r"(?![^\W\d_])\s*[:=]\s*(?P<v>[^\n|;]{3,80})",
     re.IGNORECASE,
 )
+
+
+_FIELD_END = re.compile(r"\s{3,}|\t|\s+(?:[^\W\d_][\w.]*\s){0,2}[^\W\d_][\w.]*\s?:")
+
+
+def _field(m: re.Match) -> tuple[int, int]:
+    """Span of a header field's value: up to a wide gap or the next "Label:"."""
+    v = m.group("v")
+    cut = _FIELD_END.search(v)
+    if cut:
+        v = v[: cut.start()]
+    v = v.rstrip(" .,")
+    return m.start("v"), m.start("v") + len(v)
 
 
 def _digits(s: str) -> int:
@@ -102,19 +115,21 @@ def find_contacts(text: str, language: str = "es") -> list[Span]:
     for m in US_STREET_RE.finditer(text):
         out.append(("ADDRESS", m.start(), m.end(), 0.8))
     for m in ADDRESS_LABEL_RE.finditer(text):
-        v = m.group("v").rstrip(" .")
-        out.append(("ADDRESS", m.start("v"), m.start("v") + len(v), 0.9))
+        s, e = _field(m)
+        if e > s:
+            out.append(("ADDRESS", s, e, 0.9))
     for m in POSTAL_RE.finditer(text):
         out.append(("ADDRESS", m.start("v"), m.end("v"), 0.8))
     for m in US_STATE_ZIP_RE.finditer(text):
         out.append(("ADDRESS", m.start(), m.end(), 0.5))
     for m in LOCATION_LABEL_RE.finditer(text):
-        v = m.group("v").rstrip(" .")
-        if v.strip():
-            out.append(("LOCATION", m.start("v"), m.start("v") + len(v), 0.8))
+        s, e = _field(m)
+        if e > s:
+            out.append(("LOCATION", s, e, 0.8))
     for m in INSTITUTION_RE.finditer(text):
         out.append(("ORGANIZATION", m.start(), m.end(), 0.7))
     for m in INSTITUTION_LABEL_RE.finditer(text):
-        v = m.group("v").rstrip(" .")
-        out.append(("ORGANIZATION", m.start("v"), m.start("v") + len(v), 0.8))
+        s, e = _field(m)
+        if e > s:
+            out.append(("ORGANIZATION", s, e, 0.8))
     return out

@@ -101,7 +101,7 @@ def _month_word(orig: str, month: int) -> str:
 
 
 def _pad(orig: str, n: int) -> str:
-    return f"{n:0{len(orig)}d}" if orig.startswith("0") or len(orig) == 2 and n >= 10 else str(n)
+    return f"{n:02d}" if len(orig) == 2 else str(n)
 
 
 def _render_groups(m: re.Match, parts: dict[str, Callable[[dt.date], str]]) -> Callable[[dt.date], str]:

@@ -186,7 +186,7 @@ def find_ids(text: str, language: str = "es") -> list[Span]:
 # Labels that name the accession number and the patient's identifiers,
 # used to link a report to its study before anything is scrubbed.
 ACCESSION_LABEL_RE = re.compile(
-    r"(?<![\w])(?:n[úu]mero\s+de\s+acces(?:i[óo]n|o)|n[º°o]\.?\s*(?:de\s+)?acces(?:i[óo]n|o)|acces(?:i[óo]n|o)(?:\s+n[º°o]\.?)?"
+    r"(?<![\w])(?:n[úu]mero\s+de\s+ac+es+(?:i[óo]n|o)|n[º°o]\.?\s*(?:de\s+)?ac+es+(?:i[óo]n|o)|ac+es+(?:i[óo]n|o)(?:\s+n[º°o]\.?)?"
     r"|accession(?:\s+(?:number|no\.?|#))?|acc\.?\s*(?:no\.?|#))"
     r"\s*(?:n[º°o]\.?|#)?\s*[:=#]?\s*(?P<v>[A-Za-z0-9][A-Za-z0-9\-/.]*[A-Za-z0-9])",
     re.IGNORECASE,

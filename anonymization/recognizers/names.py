@@ -25,7 +25,7 @@ _UP = "A-ZÁÉÍÓÚÂÊÔÃÕÀÇÑÜ"
 _LO = "a-záéíóúâêôãõàçñüï"
 NAME_TOKEN = rf"(?:[{_UP}][{_LO}]+(?:[-'’][{_UP}]?[{_LO}]+)?|[{_UP}]{{2,}}(?:[-'’][{_UP}]+)?|[{_UP}]\.)"
 PARTICLE = r"(?:de|del|de\s+la|de\s+los|de\s+las|la|da|das|do|dos|di|van|von|der|y|e|DE|DEL|DA|DAS|DO|DOS|Y|E)"
-FULL_NAME = rf"{NAME_TOKEN}(?:(?:\s+{PARTICLE})?\s+{NAME_TOKEN}){{0,5}}"
+FULL_NAME = rf"{NAME_TOKEN}(?:(?:[ \t]{PARTICLE})?[ \t]{NAME_TOKEN}){{0,5}}"
 
 PERSON_LABELS = [
     # es
@@ -158,7 +158,7 @@ def find_names(text: str, language: str = "es") -> list[Span]:
         tok = m.group()
         if strip_accents(tok.lower()) not in FIRST_NAMES:
             continue
-        rest = re.match(rf"(?:(?:\s+{PARTICLE})?\s+{NAME_TOKEN}){{1,4}}", text[m.end() :])
+        rest = re.match(rf"(?:(?:[ \t]{PARTICLE})?[ \t]{NAME_TOKEN}){{1,4}}", text[m.end() :])
         if rest:
             words = re.findall(NAME_TOKEN, rest.group())
             if words and strip_accents(words[0].lower()) not in NOT_SURNAMES:

@@ -1,0 +1,1 @@
+"""Optional Spanish NER for PHI, trained by this project from MEDDOCAN (see train.py)."""

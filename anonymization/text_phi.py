@@ -1,0 +1,287 @@
+"""PHI removal from report text (Spanish, Portuguese, English).
+
+:class:`TextScrubber` is built once per process (recognizers compiled, an
+optional NER model loaded from a path) and scrubs any number of texts. For
+each text it combines, in this order of strength:
+
+1. the values the pipeline knows from the linked study's DICOM headers
+   (``known_phi``: patient name, IDs, birth date, address, phone,
+   physicians, institution), matched in every spelling (:mod:`text_known`);
+2. Presidio running this project's recognizers (:mod:`recognizers`): header
+   fields, titles, checksummed national IDs, record/accession numbers,
+   dates in es/pt/en forms, phones, addresses, e-mails, institutions;
+3. an optional spaCy NER model trained by ``anonymization/ner/train.py``,
+   used when present (never downloaded);
+4. propagation: every name part and identifier found anywhere is removed
+   everywhere else in the same document ("Paciente: Juan Pérez ... el Sr.
+   Pérez refiere").
+
+PHI becomes a typed surrogate in the report's language ([NOMBRE]/[NOME]/
+[NAME], [ID], [TELEFONO]...), and dates are moved by the patient's offset
+and written back in their own style. A date offset of 0 means "no offset
+known": dates are then masked ([FECHA]) rather than left as they were.
+
+The result lists what was found (type and position only, never the value)
+and ``residual``: known values still present after scrubbing, which makes
+the caller quarantine the report (fail closed).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from anonymization.recognizers import ENTITIES, build_recognizers
+from anonymization.recognizers.dates import find_dates, parse_date, shift_render
+from anonymization.recognizers.ids import ACCESSION_LABEL_RE, PATIENT_ID_LABEL_RE
+from anonymization.recognizers.names import STOP_WORDS
+from anonymization.text_known import KnownValue, classify, find_known, fold, residual
+
+log = logging.getLogger(__name__)
+
+LANGUAGES = ("es", "pt", "en")
+
+SURROGATES: dict[str, dict[str, str]] = {
+    "es": {"PERSON": "NOMBRE", "ID": "ID", "DATE": "FECHA", "PHONE": "TELEFONO", "EMAIL": "EMAIL", "URL": "URL",
+           "ADDRESS": "DIRECCION", "LOCATION": "LUGAR", "ORGANIZATION": "INSTITUCION", "KNOWN": "DATO", "AGE": "EDAD"},
+    "pt": {"PERSON": "NOME", "ID": "ID", "DATE": "DATA", "PHONE": "TELEFONE", "EMAIL": "EMAIL", "URL": "URL",
+           "ADDRESS": "ENDERECO", "LOCATION": "LOCAL", "ORGANIZATION": "INSTITUICAO", "KNOWN": "DADO", "AGE": "IDADE"},
+    "en": {"PERSON": "NAME", "ID": "ID", "DATE": "DATE", "PHONE": "PHONE", "EMAIL": "EMAIL", "URL": "URL",
+           "ADDRESS": "ADDRESS", "LOCATION": "LOCATION", "ORGANIZATION": "INSTITUTION", "KNOWN": "PHI", "AGE": "AGE"},
+}
+# When spans of different types overlap, the merged span takes the type
+# with the highest rank (the one a reader would most want hidden).
+_RANK = {"PERSON": 9, "ID": 8, "KNOWN": 7, "PHONE": 6, "EMAIL": 6, "ADDRESS": 5, "DATE": 4, "ORGANIZATION": 3,
+         "LOCATION": 3, "URL": 2, "AGE": 1}
+#: Presidio results below this score are ignored.
+MIN_SCORE = 0.45
+
+DEFAULT_NER_MODEL = Path(__file__).resolve().parent.parent / "models" / "ner_es"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One piece of PHI found: its type and where (never its value)."""
+
+    type: str
+    start: int
+    end: int
+    score: float = 1.0
+    source: str = "pattern"  # pattern | known | ner | propagated
+
+
+@dataclass
+class ScrubResult:
+    text: str
+    findings: list[Finding] = field(default_factory=list)
+    residual: list[str] = field(default_factory=list)
+    language: str = "es"
+
+    @property
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for f in self.findings:
+            out[f.type] = out.get(f.type, 0) + 1
+        return out
+
+
+def _ner_model_path(explicit: str | Path | None) -> Path | None:
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get("STA_NER_MODEL")
+    if env:
+        return Path(env)
+    for cand in (DEFAULT_NER_MODEL / "model-best", DEFAULT_NER_MODEL):
+        if (cand / "meta.json").exists():
+            return cand
+    return None
+
+
+class TextScrubber:
+    """Finds and replaces PHI in report text; build once, call :meth:`scrub` many times."""
+
+    def __init__(self, languages: list[str] | None = None, ner_model: str | Path | None = None, use_ner: bool = True) -> None:
+        from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
+        from presidio_analyzer.nlp_engine import NoOpNlpEngine
+
+        self.languages = [lang for lang in (languages or list(LANGUAGES)) if lang in LANGUAGES] or list(LANGUAGES)
+        # NoOp engine: Presidio never loads (or downloads) a spaCy model.
+        nlp_engine = NoOpNlpEngine(models=[{"lang_code": lang, "model_name": "none"} for lang in self.languages])
+        registry = RecognizerRegistry(recognizers=build_recognizers(self.languages), supported_languages=self.languages)
+        self.ner_model_path: Path | None = None
+        if use_ner:
+            path = _ner_model_path(ner_model)
+            if path is not None and "es" in self.languages:
+                from anonymization.ner.model import NerRecognizer
+
+                registry.add_recognizer(NerRecognizer(path, language="es"))
+                self.ner_model_path = path
+        self.analyzer = AnalyzerEngine(registry=registry, nlp_engine=nlp_engine, supported_languages=self.languages)
+
+    # ------------------------------------------------------------------
+    def analyze(self, text: str, language: str, known: Sequence[KnownValue] = ()) -> list[Finding]:
+        """All PHI spans of ``text`` (before merging)."""
+        lang = language if language in self.languages else self.languages[0]
+        findings: list[Finding] = []
+        for r in self.analyzer.analyze(text=text, language=lang, entities=ENTITIES):
+            if r.score >= MIN_SCORE and r.end > r.start:
+                source = "ner" if (r.recognition_metadata or {}).get("recognizer_name", "").startswith("sta_ner") else "pattern"
+                findings.append(Finding(r.entity_type, r.start, r.end, float(r.score), source))
+        for e, s, t, sc in find_known(text, known, lang):
+            findings.append(Finding(e, s, t, sc, "known"))
+        findings.extend(_propagate(text, findings))
+        return findings
+
+    def scrub(
+        self,
+        text: str,
+        language: str = "es",
+        known_phi: Sequence[str] = (),
+        date_shift_days: int = 0,
+    ) -> ScrubResult:
+        """Scrubbed text, what was found, and known values still left (``residual``)."""
+        lang = language if language in LANGUAGES else "es"
+        known = classify(known_phi)
+        findings = self.analyze(text, lang, known)
+        merged = _merge(findings)
+        dates = {(d.start, d.end): d for d in find_dates(text, lang)}
+        labels = SURROGATES[lang]
+        out: list[str] = []
+        pos = 0
+        for f in merged:
+            out.append(text[pos : f.start])
+            replacement = None
+            if f.type == "DATE" and date_shift_days:
+                dm = dates.get((f.start, f.end))
+                if dm is not None:
+                    replacement = shift_render(dm, date_shift_days)
+            out.append(replacement if replacement is not None else f"[{labels.get(f.type, 'PHI')}]")
+            pos = f.end
+        out.append(text[pos:])
+        scrubbed = "".join(out)
+        left = residual(scrubbed, known, lang)
+        return ScrubResult(text=scrubbed, findings=merged, residual=left, language=lang)
+
+
+def _propagate(text: str, findings: list[Finding]) -> list[Finding]:
+    """Find again, everywhere in the document, the names and IDs found once."""
+    folded = fold(text)
+    tokens: set[str] = set()
+    ids: set[str] = set()
+    stop = {fold(w) for w in STOP_WORDS} | {"de", "del", "la", "las", "los", "da", "das", "do", "dos", "san", "santa"}
+    for f in findings:
+        if f.type == "PERSON" and f.score >= 0.75:
+            for tok in re.findall(r"[^\W\d_]{3,}", folded[f.start : f.end]):
+                if tok not in stop:
+                    tokens.add(tok)
+        elif f.type == "ID" and f.score >= 0.9:
+            v = re.sub(r"[^0-9a-z]", "", folded[f.start : f.end])
+            if len(v) >= 5:
+                ids.add(v)
+    extra: list[Finding] = []
+    for tok in tokens:
+        for m in re.finditer(rf"(?<![^\W_]){re.escape(tok)}(?![^\W_])", folded):
+            extra.append(Finding("PERSON", m.start(), m.end(), 0.8, "propagated"))
+    for v in ids:
+        pat = r"[\s.\-/]?".join(re.escape(c) for c in v)
+        for m in re.finditer(rf"(?<![0-9a-z]){pat}(?![0-9a-z])", folded):
+            extra.append(Finding("ID", m.start(), m.end(), 0.9, "propagated"))
+    return extra
+
+
+def _merge(findings: list[Finding]) -> list[Finding]:
+    """Non-overlapping spans: overlapping findings become one span (union).
+
+    The union is deliberate (recall first): when a name overlaps an address,
+    both are hidden. The merged type is the highest-ranked one, except that a
+    date keeps its type when it alone covers the whole span (so it is shifted).
+    """
+    if not findings:
+        return []
+    items = sorted(findings, key=lambda f: (f.start, -f.end))
+    merged: list[Finding] = []
+    group = [items[0]]
+    end = items[0].end
+
+    def close(group: list[Finding]) -> Finding:
+        s = min(f.start for f in group)
+        e = max(f.end for f in group)
+        full_dates = [f for f in group if f.type == "DATE" and f.start == s and f.end == e]
+        if full_dates and all(f.type in ("DATE", "PHONE", "ID") and f.score < 0.9 or f.type == "DATE" for f in group):
+            typ = "DATE"
+        else:
+            typ = max(group, key=lambda f: (_RANK.get(f.type, 0), f.score)).type
+        best = max(group, key=lambda f: f.score)
+        sources = {f.source for f in group}
+        source = "known" if "known" in sources else best.source
+        return Finding(typ, s, e, best.score, source)
+
+    for f in items[1:]:
+        if f.start < end:
+            group.append(f)
+            end = max(end, f.end)
+        else:
+            merged.append(close(group))
+            group, end = [f], f.end
+    merged.append(close(group))
+    return merged
+
+
+# ----------------------------------------------------------------------
+# Linking a report to its study (before anything is scrubbed)
+# ----------------------------------------------------------------------
+
+_NATIONAL_LABELS = re.compile(r"c[ée]dula|c\.?\s?c|c\.?\s?i|d\.?n\.?i|cuit|cuil|r\.?u\.?t|run|cpf|rg|cns|ssn|documento|pasaporte|passaporte|passport|identificaci", re.I)
+_STUDY_DATE_LABEL = re.compile(
+    r"(?<![\w])(?:fecha\s+(?:del?\s+)?(?:estudio|examen|exploraci[óo]n|realizaci[óo]n|procedimiento|informe|atenci[óo]n)|fecha"
+    r"|data\s+(?:do|de)\s+(?:exame|estudo|realiza[çc][ãa]o|procedimento|laudo|atendimento)|data"
+    r"|(?:study|exam|examination|procedure|service|report)\s+date|date\s+of\s+(?:study|exam|service|examination|procedure)|date)"
+    r"(?![^\W\d_])\s*[:=]\s*(?P<v>[^\n]{4,40})",
+    re.IGNORECASE,
+)
+
+
+def _clean_value(v: str) -> str:
+    return v.strip().rstrip(".,;:-/")
+
+
+def link_keys(text: str, language: str | None = None) -> dict:
+    """Keys that link a raw report to its DICOM study, read before scrubbing.
+
+    Returns ``accession_number``, ``patient_id`` (first labelled patient
+    identifier), ``national_id`` (first one whose label is a national
+    document: C.C., DNI, CPF, RUT...), ``patient_ids`` (all of them, as
+    written and as bare alphanumerics) and ``study_date`` (YYYYMMDD, the
+    DICOM StudyDate form); missing keys are None.
+    """
+    lang = language or "es"
+    keys: dict = {"accession_number": None, "patient_id": None, "national_id": None, "patient_ids": [], "study_date": None}
+    m = ACCESSION_LABEL_RE.search(text)
+    if m:
+        keys["accession_number"] = _clean_value(m.group("v"))
+    for m in PATIENT_ID_LABEL_RE.finditer(text):
+        v = _clean_value(m.group("v"))
+        if not v or v == keys["accession_number"]:
+            continue
+        if v not in keys["patient_ids"]:
+            keys["patient_ids"].append(v)
+        bare = re.sub(r"[^0-9A-Za-z]", "", v)
+        if bare not in keys["patient_ids"]:
+            keys["patient_ids"].append(bare)
+        if keys["patient_id"] is None:
+            keys["patient_id"] = v
+        if keys["national_id"] is None and _NATIONAL_LABELS.match(m.group("label")):
+            keys["national_id"] = v
+    for m in _STUDY_DATE_LABEL.finditer(text):
+        label = m.group(0).lower()
+        if "nacimiento" in label or "nascimento" in label or "birth" in label:
+            continue
+        d = parse_date(m.group("v"), lang)
+        if d is not None:
+            keys["study_date"] = d.strftime("%Y%m%d")
+            break
+    return keys

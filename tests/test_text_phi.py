@@ -1,0 +1,181 @@
+"""PHI scrubbing of report text (es/pt/en) and report-to-study link keys."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from anonymization.recognizers.ids import cpf_valid, cuit_valid, ec_cedula_valid, nif_valid, rut_valid
+from anonymization.text_phi import TextScrubber, link_keys
+
+
+@pytest.fixture(scope="module")
+def scrubber() -> TextScrubber:
+    return TextScrubber()
+
+
+REPORT_CO = """HOSPITAL SAN JOSÉ DE BOGOTÁ
+Paciente: PÉREZ GÓMEZ, José Luis      C.C. 1.020.345.678
+Fecha de nacimiento: 12/05/1980   Edad: 42 años
+Nº de acceso: ACC-2022-004512     Fecha del estudio: 5 de abril de 2022
+Médico solicitante: Dra. Ana María Ruiz
+Dirección: Calle 45 # 12-34, Bogotá   Tel: +57 310 555 1234
+Email: jperez@correo.com
+
+ECOGRAFÍA ABDOMINAL
+Hallazgos: Hígado de tamaño normal. Vesícula sin cálculos de 3.5 x 2.1 cm.
+El Sr. Pérez refiere dolor desde el 01/04/2022. Control en mayo de 2022.
+Conclusión: estudio normal. BI-RADS 2. Lesión en T2 de 12 mm.
+"""
+
+PHI_CO = ["PÉREZ", "GÓMEZ", "José Luis", "1.020.345.678", "12/05/1980", "ACC-2022-004512", "5 de abril de 2022",
+          "Ana María Ruiz", "Calle 45 # 12-34", "310 555 1234", "jperez@correo.com", "01/04/2022", "Pérez"]
+
+
+def test_colombian_report_loses_every_identifier(scrubber: TextScrubber) -> None:
+    r = scrubber.scrub(REPORT_CO, "es", date_shift_days=-30)
+    for value in PHI_CO:
+        assert value not in r.text, value
+    # Clinical content survives.
+    for keep in ["Hígado de tamaño normal", "3.5 x 2.1 cm", "BI-RADS 2", "T2 de 12 mm", "42 años"]:
+        assert keep in r.text, keep
+    assert "[NOMBRE]" in r.text and "[ID]" in r.text and "[TELEFONO]" in r.text
+
+
+def test_dates_are_shifted_in_their_own_style(scrubber: TextScrubber) -> None:
+    r = scrubber.scrub(REPORT_CO, "es", date_shift_days=-30)
+    assert "6 de marzo de 2022" in r.text  # 5 de abril de 2022 - 30 days
+    assert "02/03/2022" in r.text  # 01/04/2022 - 30 days, dd/mm/yyyy kept
+    assert "abril de 2022" in r.text  # "mayo de 2022" (month precision) moved back
+
+
+def test_zero_offset_masks_dates(scrubber: TextScrubber) -> None:
+    r = scrubber.scrub("Fecha del estudio: 05/04/2022", "es")
+    assert r.text == "Fecha del estudio: [FECHA]"
+
+
+def test_findings_hold_no_values(scrubber: TextScrubber) -> None:
+    r = scrubber.scrub(REPORT_CO, "es")
+    assert r.findings
+    for f in r.findings:
+        assert set(vars(f)) == {"type", "start", "end", "score", "source"}
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    ["José Luis Pérez Gómez", "JOSE LUIS PEREZ GOMEZ", "Perez Gomez, Jose Luis", "perez gomez jose", "PEREZ GOMEZ^JOSE LUIS", "J. L. Pérez"],
+)
+def test_known_name_found_in_any_spelling(scrubber: TextScrubber, spelling: str) -> None:
+    text = f"Se revisa el estudio de {spelling} sin cambios."
+    r = scrubber.scrub(text, "es", known_phi=["PEREZ GOMEZ^JOSE LUIS"])
+    assert r.residual == []
+    for part in ("Pérez", "PEREZ", "Perez", "perez", "Gómez", "GOMEZ", "gomez", "Luis", "LUIS"):
+        assert part not in r.text
+
+
+@pytest.mark.parametrize("written", ["12/05/1980", "12-05-1980", "1980-05-12", "12 de mayo de 1980", "May 12, 1980", "19800512"])
+def test_known_birth_date_found_in_any_format(scrubber: TextScrubber, written: str) -> None:
+    r = scrubber.scrub(f"Nacido el {written}.", "es", known_phi=["19800512"], date_shift_days=-3)
+    assert written not in r.text and r.residual == []
+
+
+@pytest.mark.parametrize("written", ["1020345678", "1.020.345.678", "1020-345-678", "10 2034 5678"])
+def test_known_id_found_with_any_separators(scrubber: TextScrubber, written: str) -> None:
+    r = scrubber.scrub(f"Documento del paciente {written} verificado.", "es", known_phi=["1020345678"])
+    assert written not in r.text and r.residual == []
+
+
+def test_known_institution_and_address_phrases(scrubber: TextScrubber) -> None:
+    text = "Remitido desde la Clinica del Country, domicilio en carrera 16 no. 82-57 de Bogota."
+    r = scrubber.scrub(text, "es", known_phi=["CLÍNICA DEL COUNTRY", "Carrera 16 No 82-57"])
+    assert r.residual == [] and "Country" not in r.text and "82-57" not in r.text
+
+
+def test_residual_reports_what_could_not_be_removed(scrubber: TextScrubber) -> None:
+    """A known name glued inside another word is not removed: the caller must quarantine."""
+    r = scrubber.scrub("Archivo josepérezgómez.dcm adjunto", "es", known_phi=["PEREZ GOMEZ^JOSE"])
+    assert r.residual == ["PEREZ GOMEZ^JOSE"]
+    assert scrubber.scrub("Archivo perez_gomez.dcm", "es", known_phi=["PEREZ GOMEZ^JOSE"]).residual == []
+
+
+@pytest.mark.parametrize(
+    "text,secret",
+    [
+        ("CPF do paciente 529.982.247-25, sem alterações.", "529.982.247-25"),
+        ("CPF 52998224725 conferido.", "52998224725"),
+        ("RUT 12.345.678-5 sin hallazgos.", "12.345.678-5"),
+        ("Paciente con cédula 1710034065, estable.", "1710034065"),
+        ("CUIT 20-12345678-6 registrado.", "20-12345678-6"),
+        ("DNI 30.123.456 del paciente.", "30.123.456"),
+        ("SSN 123-45-6789 on file.", "123-45-6789"),
+        ("MRN: 00458812 admitted.", "00458812"),
+        ("Historia clínica: HC-998877 revisada.", "HC-998877"),
+        ("NIF 12345678Z en ficha.", "12345678Z"),
+    ],
+)
+def test_national_ids_and_record_numbers(scrubber: TextScrubber, text: str, secret: str) -> None:
+    r = scrubber.scrub(text, "es")
+    assert secret not in r.text
+    assert "[ID]" in r.text
+
+
+def test_checksums() -> None:
+    assert cpf_valid("529.982.247-25") and not cpf_valid("529.982.247-26") and not cpf_valid("111.111.111-11")
+    assert rut_valid("12.345.678-5") and not rut_valid("12.345.678-4") and rut_valid("7.654.321-6")
+    assert ec_cedula_valid("1710034065") and not ec_cedula_valid("1710034066")
+    assert cuit_valid("20-12345678-6") and not cuit_valid("20-12345678-5")
+    assert nif_valid("12345678Z") and not nif_valid("12345678A")
+
+
+def test_unlabelled_number_without_checksum_is_kept() -> None:
+    """Measurements and counts are not IDs."""
+    r = TextScrubber(["es"]).scrub("Nódulo de 12 mm, 3 lesiones, PSA 4.5, TA 120/80, dosis 250 mg.", "es")
+    assert r.text == "Nódulo de 12 mm, 3 lesiones, PSA 4.5, TA 120/80, dosis 250 mg."
+
+
+@pytest.mark.parametrize(
+    "text,secrets,lang",
+    [
+        ("Nome: Maria das Graças Oliveira\nTelefone: (11) 98765-4321\nEndereço: Rua Augusta, 1500, São Paulo\n"
+         "Laudado por Dr. Carlos Eduardo Mendes em 3 de março de 2023.", ["Graças", "Oliveira", "98765-4321", "Augusta", "Mendes", "3 de março de 2023"], "pt"),
+        ("Patient: Jonathan Whitaker   DOB: 04/17/1962\nReferring physician: Dr. Emily Carter\nPhone: (617) 555-0199\n"
+         "Address: 221 Maple Street, Springfield, MA 01103\nExam date: April 5, 2022", ["Whitaker", "04/17/1962", "Carter", "555-0199", "Maple", "01103", "April 5, 2022"], "en"),
+        ("Paciente: Valentina Soto Muñoz  RUT: 15.234.567-3\nFono: +56 9 8765 4321\nInforme firmado por Dr. Pablo Fuentes.",
+         ["Soto", "Muñoz", "8765 4321", "Fuentes"], "es"),
+    ],
+)
+def test_reports_in_three_languages(scrubber: TextScrubber, text: str, secrets: list[str], lang: str) -> None:
+    r = scrubber.scrub(text, lang, date_shift_days=40)
+    for s in secrets:
+        assert s not in r.text, (s, r.text)
+
+
+def test_surrogates_follow_the_language(scrubber: TextScrubber) -> None:
+    assert "[NOME]" in scrubber.scrub("Nome: Ana Souza", "pt").text
+    assert "[NAME]" in scrubber.scrub("Patient name: John Smith", "en").text
+    assert "[NOMBRE]" in scrubber.scrub("Paciente: Ana Soto", "es").text
+
+
+def test_link_keys_read_before_scrubbing() -> None:
+    keys = link_keys(REPORT_CO)
+    assert keys["accession_number"] == "ACC-2022-004512"
+    assert keys["national_id"] == "1.020.345.678" and "1020345678" in keys["patient_ids"]
+    assert keys["study_date"] == "20220405"
+    pt = link_keys("Número de acesso: 7781234\nCPF: 529.982.247-25\nData do exame: 12/03/2023")
+    assert pt["accession_number"] == "7781234" and pt["national_id"] == "529.982.247-25" and pt["study_date"] == "20230312"
+    en = link_keys("Accession No: A99812\nMRN: 00458812\nStudy date: 2023-01-31")
+    assert en["accession_number"] == "A99812" and en["patient_id"] == "00458812" and en["study_date"] == "20230131"
+    assert link_keys("Sin datos de enlace.")["accession_number"] is None
+
+
+def test_scrubber_never_touches_the_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Presidio must not download a model: building and using the scrubber opens no socket."""
+
+    def refuse(*a, **k):
+        raise AssertionError("network access attempted")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    r = TextScrubber(["es", "pt", "en"], use_ner=False).scrub("Paciente: Ana Soto", "es")
+    assert "Soto" not in r.text
