@@ -1,0 +1,55 @@
+"""Patient-token linking: one DAG per region, ``link_<region>``.
+
+Scheduled on the publication assets of the region's partners (any of them:
+``AssetAny``), so a partner publishing triggers its region's consolidation.
+Wiring only: the work is ``transforms.consolidate.consolidate_region``, which
+reloads only the partners whose Parquet changed. ``max_active_runs=1``: two
+runs of one region would serialise on the store's lock anyway.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime, timedelta
+
+from airflow.sdk import DAG, Asset, AssetAny, task
+
+from sta.config import load_partners
+
+
+def publication_asset(region: str, partner_id: str) -> Asset:
+    """The asset each partner DAG's publish task emits (same name and URI)."""
+    return Asset(name=f"published_{partner_id}", uri=f"sta://{region}/{partner_id}/parquet")
+
+
+def build_link_dag(region: str, partner_ids: list[str]) -> DAG:
+    assets = [publication_asset(region, pid) for pid in sorted(partner_ids)]
+    with DAG(
+        dag_id=f"link_{region}",
+        description=f"Link patient tokens of region {region} into its consolidated store",
+        schedule=AssetAny(*assets),
+        start_date=datetime(2025, 1, 1),
+        catchup=False,
+        max_active_runs=1,
+        tags=["linking", f"region:{region}"],
+        default_args={"owner": "data-engineering", "retries": 2, "retry_delay": timedelta(minutes=1),
+                      "queue": f"region-{region}"},
+    ) as dag:
+
+        @task(task_id="consolidate", outlets=[Asset(name=f"store_{region}", uri=f"sta://{region}/store")])
+        def consolidate() -> dict:
+            from sta.config import data_root
+            from transforms.consolidate import consolidate_region
+
+            return consolidate_region(region, data_root())
+
+        consolidate()
+    return dag
+
+
+_by_region: dict[str, list[str]] = defaultdict(list)
+for _partner in load_partners():
+    _by_region[_partner.region].append(_partner.id)
+
+for _region, _ids in sorted(_by_region.items()):
+    globals()[f"link_{_region}"] = build_link_dag(_region, _ids)

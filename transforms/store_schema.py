@@ -1,0 +1,181 @@
+"""Layout of a region's consolidated store (one DuckDB file per region).
+
+The store holds the six published tables of ``transforms.schema`` exactly as
+the partners published them (so a partner's rows can be replaced by
+``partner_id`` alone), plus three tables of its own:
+
+``store_meta``      key/value: the store's region and layout version. The query
+                    service reads the region from here, so a store copied or
+                    passed with ``--store`` still says where its rows live.
+``store_partners``  one row per loaded partner: a fingerprint of the Parquet it
+                    loaded, so a re-run with nothing re-published is a no-op.
+``search_studies``  one row per study, denormalised for search: labels as a
+                    list, the report text, an accent-free lower-case
+                    ``search_text``, the representative series and its
+                    thumbnail, and the DICOM tags a result card shows. Search
+                    then reads one table with no joins, which is what keeps a
+                    page with facet counts fast at millions of studies.
+
+The same ``rebuild_search`` fills ``search_studies`` for the consolidation
+and for the synthetic benchmark store, so both have the same shape.
+"""
+
+from __future__ import annotations
+
+import duckdb
+import pyarrow as pa
+
+from transforms.schema import TABLES
+
+LAYOUT_VERSION = "1"
+
+SEARCH_COLUMNS_SQL = """
+CREATE TABLE IF NOT EXISTS search_studies (
+    sid INTEGER,
+    study_uid VARCHAR,
+    patient_token VARCHAR,
+    partner_id VARCHAR,
+    region VARCHAR,
+    country VARCHAR,
+    modality VARCHAR,
+    modalities VARCHAR[],
+    body_region VARCHAR,
+    study_date DATE,
+    study_description VARCHAR,
+    age INTEGER,
+    sex VARCHAR,
+    manufacturer VARCHAR,
+    manufacturer_model VARCHAR,
+    n_series INTEGER,
+    n_instances INTEGER,
+    labels VARCHAR[],
+    report_text VARCHAR,
+    report_language VARCHAR,
+    search_text VARCHAR,
+    thumb_series_uid VARCHAR,
+    thumbnail VARCHAR,
+    body_part VARCHAR,
+    series_description VARCHAR,
+    rows INTEGER,
+    cols INTEGER
+)
+"""
+
+
+def create_tables(con: duckdb.DuckDBPyConnection, region: str) -> None:
+    """Create every table of the layout if missing and record the region.
+
+    The six published tables take their columns from the Arrow schemas, so a
+    column added to ``transforms.schema`` shows up here without a second list.
+    """
+    for name, schema in TABLES.items():
+        empty = pa.Table.from_batches([], schema=schema)  # noqa: F841 - read by DuckDB below
+        con.execute(f"CREATE TABLE IF NOT EXISTS {name} AS SELECT * FROM empty LIMIT 0")
+    con.execute(SEARCH_COLUMNS_SQL)
+    con.execute("CREATE TABLE IF NOT EXISTS search_terms (term VARCHAR, sid INTEGER)")
+    con.execute("CREATE TABLE IF NOT EXISTS search_vocab (term VARCHAR, df INTEGER)")
+    con.execute("CREATE TABLE IF NOT EXISTS store_meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
+    con.execute(
+        "CREATE TABLE IF NOT EXISTS store_partners ("
+        " partner_id VARCHAR PRIMARY KEY, fingerprint VARCHAR, loaded_at TIMESTAMP,"
+        " rows_json VARCHAR)"
+    )
+    existing = con.execute("SELECT value FROM store_meta WHERE key = 'region'").fetchone()
+    if existing and existing[0] != region:
+        raise PermissionError(f"store belongs to region {existing[0]!r}, not {region!r}")
+    con.execute("INSERT OR REPLACE INTO store_meta VALUES ('region', ?)", [region])
+    con.execute("INSERT OR REPLACE INTO store_meta VALUES ('layout_version', ?)", [LAYOUT_VERSION])
+
+
+def rebuild_search(con: duckdb.DuckDBPyConnection) -> int:
+    """Rebuild ``search_studies``, ``search_terms`` and ``search_vocab`` from
+    the six base tables; returns the number of studies.
+
+    Rebuilt whole rather than per partner because the row order matters:
+    rows are sorted by patient token (then date), so DuckDB's per-row-group
+    min/max lets a patient timeline read a few row groups instead of the
+    table, and ``sid`` (the row number) is what the keyword index points at.
+
+    ``search_terms`` is an inverted index (term, sid), sorted by term: a
+    keyword is first matched against the small ``search_vocab`` (substring,
+    so 'nodul' finds 'nodulo' and 'nodulos'), then the postings of the
+    matching terms are read from the few row groups that hold them. This is
+    what makes keyword search at a million studies cost tens of milliseconds
+    instead of a scan of every report (measured: ~200 ms for a LIKE scan).
+    """
+    con.execute("DROP TABLE IF EXISTS search_studies")
+    con.execute(SEARCH_COLUMNS_SQL)
+    con.execute(_search_insert_sql())
+    con.execute(
+        "CREATE OR REPLACE TABLE search_terms AS "
+        "SELECT DISTINCT term, sid FROM ("
+        "  SELECT sid, unnest(regexp_split_to_array(search_text, '[^\\p{L}\\p{N}]+')) AS term"
+        "  FROM search_studies) WHERE term <> '' ORDER BY term, sid"
+    )
+    con.execute(
+        "CREATE OR REPLACE TABLE search_vocab AS "
+        "SELECT term, count(*)::INTEGER AS df FROM search_terms GROUP BY term ORDER BY term"
+    )
+    return con.execute("SELECT count(*) FROM search_studies").fetchone()[0]
+
+
+def _search_insert_sql() -> str:
+    """SQL that fills ``search_studies`` from the six base tables.
+
+    Why these choices:
+    - labels become ``'name:value'`` strings, lower-case, so ``label=birads:2``
+      is one list lookup; a study has several labels from several models, the
+      list is de-duplicated.
+    - a study may have several reports (addenda): their texts are joined in
+      report id order so results are stable.
+    - ``search_text`` is ``lower(strip_accents(...))`` of the description,
+      report text and series descriptions: the query side applies the same two
+      DuckDB functions to each keyword, so 'Nódulo', 'NODULO' and 'nodulo'
+      match each other in Spanish, Portuguese ('ç', 'ã') and English alike.
+    - the representative series is the one with a thumbnail and the most
+      instances (ties by series number), the one a human would look at first.
+    """
+    return """
+INSERT INTO search_studies
+WITH lab AS (
+    SELECT study_uid, partner_id,
+           list_sort(list_distinct(list(lower(label || ':' || coalesce(value, ''))))) AS labels
+    FROM labels GROUP BY study_uid, partner_id
+), rep AS (
+    SELECT study_uid, partner_id,
+           string_agg(text_scrubbed, E'\\n\\n' ORDER BY report_id) AS report_text,
+           min(language) AS report_language
+    FROM reports GROUP BY study_uid, partner_id
+), ser AS (
+    SELECT study_uid, partner_id,
+           arg_max(series_uid, (thumbnail IS NOT NULL, n_instances, -series_number)) AS thumb_series_uid,
+           arg_max(thumbnail, (thumbnail IS NOT NULL, n_instances, -series_number)) AS thumbnail,
+           arg_max(body_part, (thumbnail IS NOT NULL, n_instances, -series_number)) AS body_part,
+           arg_max(series_description, (thumbnail IS NOT NULL, n_instances, -series_number))
+               AS series_description,
+           string_agg(series_description, ' ') AS all_series_descriptions
+    FROM series GROUP BY study_uid, partner_id
+), inst AS (
+    SELECT series_uid, partner_id, max(rows) AS rows, max(cols) AS cols
+    FROM instances GROUP BY series_uid, partner_id
+)
+SELECT row_number() OVER (ORDER BY s.patient_token, s.study_date_shifted, s.study_uid)::INTEGER,
+       s.study_uid, s.patient_token, s.partner_id, s.region, s.country,
+       s.modality,
+       coalesce(s.modalities, CASE WHEN s.modality IS NULL THEN [] ELSE [s.modality] END),
+       coalesce(s.body_region, 'unknown'),
+       s.study_date_shifted, s.study_description, s.age_at_study, s.sex,
+       s.manufacturer, s.manufacturer_model, s.n_series, s.n_instances,
+       coalesce(lab.labels, []),
+       rep.report_text, rep.report_language,
+       lower(strip_accents(concat_ws(' ', s.study_description, rep.report_text,
+                                     ser.all_series_descriptions))),
+       ser.thumb_series_uid, ser.thumbnail, ser.body_part, ser.series_description,
+       inst.rows, inst.cols
+FROM studies s
+LEFT JOIN lab ON lab.study_uid = s.study_uid AND lab.partner_id = s.partner_id
+LEFT JOIN rep ON rep.study_uid = s.study_uid AND rep.partner_id = s.partner_id
+LEFT JOIN ser ON ser.study_uid = s.study_uid AND ser.partner_id = s.partner_id
+LEFT JOIN inst ON inst.series_uid = ser.thumb_series_uid AND inst.partner_id = s.partner_id
+ORDER BY 1
+"""
