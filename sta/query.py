@@ -159,7 +159,7 @@ class _Where:
                 exact = sorted(x for x in groups[name] if x)
                 alts = []
                 if "" in groups[name]:
-                    alts.append("len(list_filter(labels, x -> starts_with(x, ?))) > 0")
+                    alts.append("len(list_filter(labels, lambda x: starts_with(x, ?))) > 0")
                     params.append(name + ":")
                 for x in exact:
                     # list_contains: ~8x faster than list_has_any here (measured)

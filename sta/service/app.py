@@ -1,0 +1,44 @@
+"""The FastAPI application: routers, the search page, health."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+
+from sta.query import StoreSet
+from sta.service.db import ServiceDB
+from sta.service.routers import me, patients, studies, thumbnails
+
+STATIC = Path(__file__).resolve().parent / "static"
+
+
+def create_app(stores: StoreSet, db: ServiceDB) -> FastAPI:
+    """The service over ``stores`` with keys/audit in ``db``."""
+    app = FastAPI(
+        title="STA query service",
+        version="1.0",
+        description=(
+            "Search de-identified imaging studies (STA Standard). Every `/api` request needs "
+            "a customer key in the `X-API-Key` header; results come only from the regions "
+            "the customer is entitled to; every search is audited."
+        ),
+    )
+    app.state.stores = stores
+    app.state.db = db
+    for r in (studies.router, patients.router, thumbnails.router, me.router):
+        app.include_router(r)
+
+    @app.get("/healthz", tags=["ops"], summary="Liveness and the regions served")
+    def healthz() -> dict:
+        return {"status": "ok", "regions": stores.available(None)}
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    return app

@@ -1,0 +1,334 @@
+"""The query service's API and CLI against results computed independently.
+
+A real server on loopback serves two regional stores built from the demo
+partners; expected results are computed here in plain Python from the rows
+the partners published, not with the SQL under test.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import unicodedata
+from pathlib import Path
+
+import httpx
+import pytest
+
+from sta.cli import main as sta_main
+from sta.query import StoreSet
+from sta.service import create_app
+from sta.service.db import ServiceDB
+from sta.service.testing import serve_in_thread
+from transforms.consolidate import consolidate_region
+from transforms.store_demo import demo_token, write_demo_partners, write_partner
+
+
+# ---------------------------------------------------------------- expected side
+def _norm(text: str) -> str:
+    text = unicodedata.normalize("NFKD", text or "")
+    return "".join(c for c in text if not unicodedata.combining(c)).lower()
+
+
+def _words(text: str) -> list[str]:
+    return [w for w in re.split(r"[^0-9a-z]+", _norm(text)) if w]
+
+
+def flatten(rows: dict) -> list[dict]:
+    """One dict per study with its labels, report and series text."""
+    out = []
+    for pid, tables in rows.items():
+        labels: dict[str, set] = {}
+        for lab in tables["labels"]:
+            labels.setdefault(lab["study_uid"], set()).add(f"{lab['label']}:{lab['value']}".lower())
+        reports = {r["study_uid"]: r["text_scrubbed"] for r in tables["reports"]}
+        series: dict[str, list[str]] = {}
+        for s in tables["series"]:
+            series.setdefault(s["study_uid"], []).append(s["series_description"] or "")
+        for s in tables["studies"]:
+            text = " ".join([s["study_description"] or "", reports.get(s["study_uid"], ""),
+                             *series.get(s["study_uid"], [])])
+            out.append({**s, "labels": labels.get(s["study_uid"], set()), "words": _words(text)})
+    return out
+
+
+def matches(s: dict, f: dict, exclude: str | None = None) -> bool:
+    def any_of(name: str, value) -> bool:
+        return name == exclude or not f.get(name) or value in f[name]
+
+    if not any_of("modality", s["modality"]) or not any_of("sex", s["sex"]):
+        return False
+    if not any_of("body_region", s["body_region"]) or not any_of("manufacturer", s["manufacturer"]):
+        return False
+    if not any_of("country", s["country"]) or not any_of("partner", s["partner_id"]):
+        return False
+    if exclude != "age":
+        if f.get("age_min") is not None and s["age_at_study"] < f["age_min"]:
+            return False
+        if f.get("age_max") is not None and s["age_at_study"] > f["age_max"]:
+            return False
+    if exclude != "label" and f.get("label"):
+        by_name: dict[str, list[str]] = {}
+        for lab in f["label"]:
+            by_name.setdefault(lab.split(":")[0], []).append(lab)
+        for name, wanted in by_name.items():
+            ok = any((w in s["labels"]) if ":" in w else any(x.startswith(w + ":") for x in s["labels"])
+                     for w in wanted)
+            if not ok:
+                return False
+    if f.get("q"):
+        for kw in _words(f["q"]):
+            if not any(kw in w for w in s["words"]):
+                return False
+    return True
+
+
+def expected_order(studies: list[dict], f: dict) -> list[str]:
+    hits = [s for s in studies if matches(s, f)]
+    sort = f.get("sort", "date_desc")
+    key = {"date_desc": lambda s: (-s["study_date_shifted"].toordinal(), s["study_uid"]),
+           "date_asc": lambda s: (s["study_date_shifted"].toordinal(), s["study_uid"]),
+           "age_desc": lambda s: (-s["age_at_study"], s["study_uid"]),
+           "age_asc": lambda s: (s["age_at_study"], s["study_uid"])}[sort]
+    return [s["study_uid"] for s in sorted(hits, key=key)]
+
+
+def expected_facets(studies: list[dict], f: dict) -> dict[str, dict[str, int]]:
+    values = {
+        "modality": lambda s: [s["modality"]], "body_region": lambda s: [s["body_region"]],
+        "sex": lambda s: [s["sex"]], "manufacturer": lambda s: [s["manufacturer"]],
+        "country": lambda s: [s["country"]], "partner": lambda s: [s["partner_id"]],
+        "age": lambda s: [f"{s['age_at_study'] // 10 * 10}-{s['age_at_study'] // 10 * 10 + 9}"],
+        "label": lambda s: sorted(s["labels"]),
+    }
+    out = {}
+    for facet, fn in values.items():
+        counts: dict[str, int] = {}
+        for s in studies:
+            if matches(s, f, exclude=facet):
+                for v in fn(s):
+                    counts[v] = counts.get(v, 0) + 1
+        out[facet] = counts
+    return out
+
+
+# ---------------------------------------------------------------- environment
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    root = tmp_path_factory.mktemp("api")
+    rows = write_demo_partners(root)
+    consolidate_region("co", root)
+    consolidate_region("br", root)
+    db = ServiceDB(root / "service" / "service.sqlite")
+    keys = {
+        "all": db.create_key("Acme AI", "standard")[0],
+        "co": db.create_key("Andes Vision", "standard", ["co"])[0],
+        "pro": db.create_key("Pampa Labs", "pro", ["co", "br"])[0],
+        "revoked": db.create_key("Old Corp", "standard")[0],
+    }
+    db.revoke(keys["revoked"][:12])
+    with serve_in_thread(create_app(StoreSet.discover(root), db)) as url:
+        with httpx.Client(base_url=url, timeout=30) as client:
+            yield {"root": root, "rows": rows, "studies": flatten(rows), "db": db, "keys": keys,
+                   "client": client, "url": url}
+
+
+def get(env, path, key="all", **params):
+    headers = {"X-API-Key": env["keys"][key]} if key else {}
+    return env["client"].get(path, params=params, headers=headers)
+
+
+SINGLE = [
+    {"modality": ["MR"]},
+    {"modality": ["MR", "CT"]},
+    {"sex": ["F"]},
+    {"age_min": 40, "age_max": 60},
+    {"age_min": 70},
+    {"body_region": ["breast"]},
+    {"label": ["birads:2"]},
+    {"label": ["birads"]},
+    {"label": ["birads:2", "birads:3"]},
+    {"manufacturer": ["Siemens"]},
+    {"country": ["br"]},
+    {"partner": ["co_clinica_sur"]},
+    {"q": "nodulo"},
+    {"q": "NÓDULO"},
+    {"q": "fratura"},
+    {"q": "calcificacion"},
+    {"q": "nódulo pulmonar"},
+]
+COMBINED = [
+    {"modality": ["MR", "CT"], "sex": ["F"], "age_min": 40, "age_max": 60, "q": "nodulo"},
+    {"modality": ["MR", "CT"], "sex": ["F"], "age_min": 40, "age_max": 80},
+    {"modality": ["MG", "US"], "label": ["birads:2"], "sex": ["F"]},
+    {"country": ["co"], "q": "fractura", "sort": "age_asc"},
+    {"label": ["condition:tumor", "normality:normal"]},
+    {"label": ["condition"], "modality": ["CT", "CR", "DX"], "sort": "age_desc"},
+    {"partner": ["br_hospital_sp", "co_hospital_norte"], "age_max": 50, "sort": "date_asc"},
+    {"q": "nodule", "country": ["co", "br"], "manufacturer": ["GE Healthcare", "Philips"]},
+    {"body_region": ["chest", "abdomen"], "sex": ["M"], "q": "opacidad"},
+]
+
+
+@pytest.mark.parametrize("filters", SINGLE + COMBINED, ids=lambda f: json.dumps(f, ensure_ascii=False))
+def test_search_matches_independent_results_and_facets(env, filters):
+    want = expected_order(env["studies"], filters)
+    if filters in SINGLE:
+        assert want, "the demo data should have hits for every single filter"
+    r = get(env, "/api/studies", **filters, page_size=50)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["total"] == len(want)
+    assert [x["study_uid"] for x in body["results"]] == want
+    assert body["facets"] == expected_facets(env["studies"], filters)
+
+
+def test_keywords_ignore_accents_and_case_in_every_language(env):
+    a = get(env, "/api/studies", q="nodulo", page_size=50).json()
+    b = get(env, "/api/studies", q="NÓDULO", page_size=50).json()
+    assert a["total"] == b["total"] > 0
+    langs = {x["report_language"] for x in a["results"]}
+    assert {"es", "pt"} <= langs  # "nódulo" in both Spanish and Portuguese reports
+    pt = get(env, "/api/studies", q="calcificacoes").json()
+    assert pt["total"] > 0 and all("Calcificações" in x["report_text"] for x in pt["results"])
+
+
+def test_paging_and_sorting(env):
+    want = expected_order(env["studies"], {"sort": "age_asc"})
+    pages = [get(env, "/api/studies", sort="age_asc", page=p, page_size=7).json() for p in (1, 2, 3)]
+    assert [x["study_uid"] for p in pages for x in p["results"]] == want[:21]
+    assert all(p["total"] == len(want) for p in pages)
+    beyond = get(env, "/api/studies", page=1000, page_size=10).json()
+    assert beyond["results"] == [] and beyond["total"] == len(want)
+    assert get(env, "/api/studies", sort="bogus").status_code == 400
+    assert get(env, "/api/studies", page_size=0).status_code == 422
+
+
+def test_result_carries_token_uid_tags_report_labels_and_thumbnail(env):
+    body = get(env, "/api/studies", label="birads:2", page_size=1).json()
+    item = body["results"][0]
+    study = next(s for s in env["studies"] if s["study_uid"] == item["study_uid"])
+    assert item["patient_token"] == study["patient_token"] and re.fullmatch(r"[0-9a-f]{32}", item["patient_token"])
+    assert item["age"] == study["age_at_study"] and item["sex"] == study["sex"]
+    assert item["country"] == study["country"] and "birads:2" in item["labels"]
+    assert "BI-RADS 2" in item["report_text"] and item["report_excerpt"]
+    assert item["tags"]["Modality"] == study["modality"]
+    assert item["tags"]["PatientAge"] == f"{study['age_at_study']:03d}Y"
+    assert item["tags"]["Rows"] == 512
+    thumb = env["client"].get(item["thumbnail_url"], headers={"X-API-Key": env["keys"]["all"]})
+    assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/png"
+    assert thumb.content[:8] == b"\x89PNG\r\n\x1a\n"
+    detail = get(env, f"/api/studies/{item['study_uid']}").json()
+    assert detail["series"] and detail["series"][0]["thumbnail_url"] == item["thumbnail_url"]
+
+
+def test_patient_timeline_spans_partners_and_regions(env):
+    token = demo_token(0)
+    want = sorted((s["study_date_shifted"].isoformat(), s["study_uid"])
+                  for s in env["studies"] if s["patient_token"] == token)
+    body = get(env, f"/api/patients/{token}").json()
+    assert [(s["study_date"], s["study_uid"]) for s in body["studies"]] == want
+    assert body["regions"] == ["br", "co"]
+    assert body["partners"] == ["br_hospital_sp", "co_clinica_sur", "co_hospital_norte"]
+    assert body["n_studies"] == len(want)
+    assert get(env, "/api/patients/" + "0" * 32).status_code == 404
+    assert get(env, "/api/patients/not-a-token").status_code == 422
+
+
+def test_customer_sees_only_entitled_regions(env):
+    co = get(env, "/api/studies", key="co", page_size=50).json()
+    assert co["regions"] == ["co"]
+    assert co["total"] == len([s for s in env["studies"] if s["region"] == "co"])
+    assert co["facets"]["country"] == {"co": co["total"]}
+    assert {x["region"] for x in co["results"]} == {"co"}
+    token = demo_token(0)
+    timeline = get(env, f"/api/patients/{token}", key="co").json()
+    assert timeline["regions"] == ["co"] and all(s["region"] == "co" for s in timeline["studies"])
+    br_only = next(s for s in env["studies"] if s["region"] == "br"
+                   and not any(o["patient_token"] == s["patient_token"] and o["region"] == "co"
+                               for o in env["studies"]))
+    assert get(env, f"/api/patients/{br_only['patient_token']}", key="co").status_code == 404
+    br_study = get(env, "/api/studies", country="br", page_size=1).json()["results"][0]
+    assert get(env, br_study["thumbnail_url"], key="co").status_code == 404
+    assert get(env, f"/api/studies/{br_study['study_uid']}", key="co").status_code == 404
+    # Asking for another region's rows by filter gives nothing either.
+    assert get(env, "/api/studies", key="co", country="br").json()["total"] == 0
+    me = get(env, "/api/me", key="co").json()
+    assert me == {"customer": "Andes Vision", "plan": "standard", "regions": ["co"], "max_page_size": 50}
+
+
+@pytest.mark.parametrize("path", ["/api/studies", f"/api/patients/{demo_token(0)}",
+                                  "/api/thumbnails/co/x", "/api/studies/x", "/api/me"])
+def test_requests_without_a_valid_key_get_401(env, path):
+    assert env["client"].get(path).status_code == 401
+    r = env["client"].get(path, headers={"X-API-Key": "sta_wrong"})
+    assert r.status_code == 401 and r.headers["www-authenticate"] == "ApiKey"
+    assert env["client"].get(path, headers={"X-API-Key": env["keys"]["revoked"]}).status_code == 401
+
+
+def test_plan_limits_page_size(env):
+    assert get(env, "/api/studies", key="all", page_size=60).status_code == 400
+    assert get(env, "/api/studies", key="pro", page_size=60).status_code == 200
+
+
+def test_every_search_is_audited(env):
+    before = env["db"].audit_entries(limit=1)[0]["id"]
+    r = get(env, "/api/studies", key="co", modality=["MR", "CT"], q="nódulo").json()
+    env["client"].get("/api/studies", headers={"X-API-Key": "sta_nope"})
+    entries = [e for e in env["db"].audit_entries(limit=20) if e["id"] > before]
+    ok = next(e for e in entries if e["status"] == 200)
+    assert ok["customer"] == "Andes Vision" and ok["endpoint"] == "/api/studies"
+    assert ok["filters"]["modality"] == ["MR", "CT"] and ok["filters"]["q"] == "nódulo"
+    assert ok["result_count"] == r["total"] and ok["regions"] == ["co"]
+    assert ok["ts"].endswith("+00:00") and ok["key_prefix"] == env["keys"]["co"][:12]
+    refused = next(e for e in entries if e["status"] == 401)
+    assert refused["customer"] is None and refused["key_prefix"] == "sta_nope"
+
+
+def test_cli_search_prints_what_the_api_returns(env, capsys, monkeypatch):
+    monkeypatch.setenv("STA_DATA_ROOT", str(env["root"]))
+    args = ["search", "--modality", "MR", "--modality", "CT", "--sex", "F", "--age-min", "40",
+            "--age-max", "80", "--json"]
+    assert sta_main(args) == 0
+    cli = json.loads(capsys.readouterr().out)
+    api = get(env, "/api/studies", modality=["MR", "CT"], sex="F", age_min=40, age_max=80).json()
+    assert cli == api
+    assert sta_main(["search", "--q", "nodulo"]) == 0
+    assert re.search(r"Mostrando 1 a 10 de \d+ resultados", capsys.readouterr().out)
+
+
+def test_cli_apikey_create_gives_a_working_key(env, capsys, monkeypatch):
+    monkeypatch.setenv("STA_DATA_ROOT", str(env["root"]))
+    assert sta_main(["apikey", "create", "--customer", "Nuevo Cliente", "--plan", "pro",
+                     "--regions", "br"]) == 0
+    key = capsys.readouterr().out.strip()
+    assert key.startswith("sta_")
+    me = env["client"].get("/api/me", headers={"X-API-Key": key}).json()
+    assert me["plan"] == "pro" and me["regions"] == ["br"]
+
+
+def test_openapi_documents_the_search(env):
+    spec = env["client"].get("/openapi.json").json()
+    params = {p["name"] for p in spec["paths"]["/api/studies"]["get"]["parameters"]}
+    assert {"q", "modality", "body_region", "label", "sex", "age_min", "age_max", "manufacturer",
+            "country", "partner", "sort", "page", "page_size"} <= params
+    assert "ApiKeyHeader" in json.dumps(spec["components"]["securitySchemes"]) or spec["components"][
+        "securitySchemes"]
+    assert "/api/patients/{token}" in spec["paths"]
+
+
+def test_service_picks_up_a_new_store_without_restart(tmp_path):
+    rows = write_demo_partners(tmp_path)
+    consolidate_region("co", tmp_path)
+    db = ServiceDB(tmp_path / "service.sqlite")
+    key = db.create_key("Acme", "standard")[0]
+    with serve_in_thread(create_app(StoreSet.discover(tmp_path), db)) as url:
+        h = {"X-API-Key": key}
+        before = httpx.get(f"{url}/api/studies", headers=h).json()["total"]
+        smaller = {t: v[:3] if t == "studies" else v for t, v in rows["co_clinica_sur"].items()}
+        write_partner(tmp_path, "co", "co_clinica_sur", smaller)
+        consolidate_region("co", tmp_path)
+        time.sleep(1.1)
+        after = httpx.get(f"{url}/api/studies", headers=h).json()["total"]
+    assert before == 48 and after == 24 + 3
