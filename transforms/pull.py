@@ -46,6 +46,7 @@ from transforms.sources.base import (
     ConnectionInfo,
     ConnectionNotFound,
     ConnectionResolver,
+    CorruptTransfer,
     Hasher,
     NotFoundAtSource,
     RemoteEntry,
@@ -333,12 +334,15 @@ class _Puller:
                     sha = hashlib.sha256()
                     src_hasher = self.source.new_hasher(current)
                 try:
-                    for chunk in self.source.open_stream(current, offset):
-                        out.write(chunk)
-                        sha.update(chunk)
-                        if src_hasher is not None:
-                            src_hasher.update(chunk)
-                        written += len(chunk)
+                    try:
+                        for chunk in self.source.open_stream(current, offset):
+                            out.write(chunk)
+                            sha.update(chunk)
+                            if src_hasher is not None:
+                                src_hasher.update(chunk)
+                            written += len(chunk)
+                    except CorruptTransfer as exc:
+                        raise _VerifyError("hash_mismatch", str(exc)) from None
                     out.flush()
                     self._verify(current, written, src_hasher)
                     self.source.confirm(current)

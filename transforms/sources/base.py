@@ -53,6 +53,14 @@ class TransientError(Exception):
     """A failure worth retrying (dropped connection, 5xx, timeout)."""
 
 
+class CorruptTransfer(Exception):
+    """The client library's own integrity check failed (e.g. a response CRC).
+
+    Treated like a checksum mismatch: the bytes written so far are discarded
+    and the file is fetched again from the start.
+    """
+
+
 class ChangedAtSource(Exception):
     """The entry changed between listing and fetching (or during the fetch).
 
