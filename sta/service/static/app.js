@@ -16,6 +16,8 @@ const NAMES = {
     msk: "Musculoesquelético", pelvis: "Pelvis", breast: "Mama", whole_body: "Cuerpo completo",
     unknown: "Sin clasificar" },
   sex: { F: "Mujer", M: "Hombre", O: "Intersexual / otro" },
+  condition: { tumor: "Tumor", fracture: "Fractura", pneumonia: "Neumonía", infarct: "Infarto",
+    arthritis: "Artritis", infection: "Infección", cyst: "Quiste", congenital_anomaly: "Anomalía congénita" },
   country: { co: "Colombia", br: "Brasil", ar: "Argentina", ec: "Ecuador", cl: "Chile",
     mx: "México", pe: "Perú", uy: "Uruguay", us: "Estados Unidos" },
 };
@@ -52,6 +54,7 @@ function labelName(facet, value) {
     if (name === "birads") return `BI-RADS ${v}`;
     if (name === "normality") return v === "normal" ? "Normal" : v === "abnormal" ? "Anormal" : v;
     if (name === "malignancy") return v === "benign" ? "Benigno" : v === "malignant" ? "Maligno" : v;
+    if (name === "condition" && v) return NAMES.condition[v] || v;
     return v ? `${name}: ${v}` : name;
   }
   if (facet === "age") return `${value} años`;
