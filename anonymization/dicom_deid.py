@@ -121,7 +121,6 @@ class Deidentifier:
         self.partner_id = partner_id
         self.issuers = national_id_issuers or {}
         self.pixel_cleaner = pixel_cleaner
-        self._relpath: str | None = None
 
     # -- reading ------------------------------------------------------------
     def _open_header(self, fp: BinaryIO, path: Path) -> FileDataset:
@@ -351,7 +350,6 @@ class Deidentifier:
 
         Raises :class:`Quarantine`; on success nothing else was written.
         """
-        self._relpath = relpath
         src = Path(src)
         size = src.stat().st_size
         if size == 0:
@@ -364,9 +362,9 @@ class Deidentifier:
             implicit = ts == "1.2.840.10008.1.2"
             needs_pixels = self._pixels_at_risk(ds)
             if ts in _STREAMABLE_TS_EXCLUDED or needs_pixels:
-                return self._deidentify_in_memory(src, dst_dir, needs_pixels)
+                return self._deidentify_in_memory(src, dst_dir, needs_pixels, relpath)
             span = self._pixel_span(fp, header_end, size, implicit)
-            return self._write(ds, fp, span, dst_dir, pixels_modified=False)
+            return self._write(ds, fp, span, dst_dir, relpath, pixels_modified=False)
 
     def _pixels_at_risk(self, ds: Dataset) -> bool:
         if not self.profile.options.clean_pixel_data:
@@ -381,7 +379,7 @@ class Deidentifier:
         secondary = str(ds.get("SOPClassUID", "")).startswith("1.2.840.10008.5.1.4.1.1.7")
         return mode == "always" or burned or secondary
 
-    def _deidentify_in_memory(self, src: Path, dst_dir: Path, clean_pixels: bool) -> DeidResult:
+    def _deidentify_in_memory(self, src: Path, dst_dir: Path, clean_pixels: bool, relpath: str | None) -> DeidResult:
         try:
             ds = pydicom.dcmread(src, force=True)
         except Exception as exc:  # noqa: BLE001
@@ -402,7 +400,7 @@ class Deidentifier:
                 reason = getattr(exc, "reason", None) or "burned_in_text"
                 raise Quarantine(str(reason), f"pixels could not be cleared: {exc}") from exc
             modified = True
-        return self._write(ds, None, None, dst_dir, pixels_modified=modified, ident=ident_for_pixels)
+        return self._write(ds, None, None, dst_dir, relpath, pixels_modified=modified, ident=ident_for_pixels)
 
     def _write(
         self,
@@ -410,6 +408,7 @@ class Deidentifier:
         fp: BinaryIO | None,
         span: _PixelSpan | None,
         dst_dir: Path,
+        relpath: str | None,
         *,
         pixels_modified: bool,
         ident: PatientIdentity | None = None,
@@ -439,7 +438,7 @@ class Deidentifier:
         sop, series, study = str(ds.SOPInstanceUID), str(ds.get("SeriesInstanceUID", "")), str(ds.get("StudyInstanceUID", ""))
         if not series or not study:
             raise Quarantine("missing_uid", "Study or Series Instance UID absent")
-        out = Path(dst_dir) / (self._relpath or f"{study}/{series}/{sop}.dcm")
+        out = Path(dst_dir) / (relpath or f"{study}/{series}/{sop}.dcm")
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
         digest = hashlib.sha256()
@@ -566,14 +565,14 @@ def _strings(ds: Dataset, path: str = "") -> list[tuple[str, str]]:
         if elem.VR == "SQ":
             for i, item in enumerate(elem.value or []):
                 out.extend(_strings(item, f"{where}[{i}]."))
-        elif elem.VR in ("OB", "OW", "OF", "OD", "OL", "OV", "UN") or int(elem.tag) in PIXEL_TAGS:
-            continue
+        elif elem.VR in ("OB", "OW", "OF", "OD", "OL", "OV", "UN", "UI") or int(elem.tag) in PIXEL_TAGS:
+            continue  # UIDs are all remapped or registered class UIDs; binary is scanned as bytes
         else:
             out.append((where, str(elem.value)))
     # the file meta group is written too
     if not path and getattr(ds, "file_meta", None) is not None:
         for elem in ds.file_meta:
-            if elem.VR not in ("OB",):
+            if elem.VR not in ("OB", "UI"):
                 out.append((f"meta.{elem.keyword}", str(elem.value)))
     return out
 

@@ -86,12 +86,18 @@ class PhiSet:
         if len(digits) == 6:
             self.values.add(digits)
 
-    def searchable(self, include_weak: bool = True) -> list[str]:
+    def searchable(self, include_weak: bool = True, min_digits: int = MIN_LEN) -> list[str]:
         pool = self.values | self.weak if include_weak else self.values
-        return sorted(v for v in pool if len(v.replace(" ", "")) >= MIN_LEN and v not in _STOPWORDS)
+        return sorted(
+            v
+            for v in pool
+            if len(v.replace(" ", "")) >= MIN_LEN
+            and v not in _STOPWORDS
+            and (not v.replace(" ", "").isdigit() or len(v.replace(" ", "")) >= min_digits)
+        )
 
-    def pattern(self, include_weak: bool = True) -> re.Pattern[str] | None:
-        terms = self.searchable(include_weak)
+    def pattern(self, include_weak: bool = True, min_digits: int = MIN_LEN) -> re.Pattern[str] | None:
+        terms = self.searchable(include_weak, min_digits)
         if not terms:
             return None
         alternation = "|".join(re.escape(t).replace(r"\ ", r"\s+") for t in sorted(terms, key=len, reverse=True))
@@ -113,8 +119,12 @@ def scan_texts(phi: PhiSet, texts: Iterable[tuple[str, str]]) -> list[str]:
 
 
 def scan_bytes(phi: PhiSet, data: bytes, encodings: Iterable[str] = ("latin-1", "utf-8")) -> bool:
-    """Search raw bytes (every element, whatever its VR) for the strong values."""
-    pattern = phi.pattern(include_weak=False)
+    """Search raw bytes (every element, whatever its VR) for the strong values.
+
+    Short numbers (a 5-digit study id) occur inside UIDs and binary values by
+    chance; they are searched in the decoded text values instead (scan_texts).
+    """
+    pattern = phi.pattern(include_weak=False, min_digits=8)
     if pattern is None:
         return False
     for enc in encodings:

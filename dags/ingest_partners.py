@@ -9,12 +9,16 @@ own workers (docker-compose.yaml).
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timedelta
 
 from airflow.sdk import DAG
 
 from operators import partner_tasks as t
 from sta.config import load_partners
+
+# Two minutes in production; the demo and tests set it to seconds.
+RETRY_DELAY_SECONDS = int(os.environ.get("STA_RETRY_DELAY_SECONDS", "120"))
 
 
 def build_dag(partner) -> DAG:  # noqa: ANN001
@@ -29,17 +33,19 @@ def build_dag(partner) -> DAG:  # noqa: ANN001
         default_args={
             "owner": partner.owner,
             "retries": partner.retries,
-            "retry_delay": timedelta(minutes=2),
+            "retry_delay": timedelta(seconds=RETRY_DELAY_SECONDS),
             "queue": partner.queue,
             "pool": partner.pool,
         },
         doc_md=__doc__,
     ) as dag:
         pid = partner.id
-        batches = t.classify(pid, t.pull(pid))
-        dicom = t.deidentify.partial(partner_id=pid).expand(batch=batches["dicom"])
+        classified = t.classify(pid, t.pull(pid))
+        dicom_batches = t.batches.override(task_id="dicom_batches")(classified, "dicom")
+        report_batches = t.batches.override(task_id="report_batches")(classified, "report")
+        dicom = t.deidentify.partial(partner_id=pid).expand(batch=dicom_batches)
         joined = t.dicom_done(dicom)
-        texts = t.reports.partial(partner_id=pid).expand(batch=batches["report"])
+        texts = t.reports.partial(partner_id=pid).expand(batch=report_batches)
         joined >> texts
         tables = t.build_tables(pid)
         [joined, texts] >> tables

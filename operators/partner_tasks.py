@@ -35,11 +35,17 @@ def pull(partner_id: str, run_id: str | None = None) -> dict[str, Any]:
     return stage_pull(partner_id, run_id, airflow_connections)
 
 
-@task(multiple_outputs=True)
+@task
 def classify(partner_id: str, _pulled: dict[str, Any], run_id: str | None = None) -> dict[str, Any]:
     from transforms.pipeline import stage_classify
 
     return stage_classify(partner_id, run_id)
+
+
+@task
+def batches(classified: dict[str, Any], kind: str) -> list[int]:
+    """The batch ids of one kind: what the next stage fans out over (Airflow maps only whole XComs)."""
+    return list(classified[kind])
 
 
 @task(max_active_tis_per_dagrun=4)

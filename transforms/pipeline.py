@@ -97,15 +97,15 @@ def stage_pull(partner_id: str, run_id: str, connections: Any = None) -> dict[st
     data = report.to_dict()
     _write_json(work / "pull.json", data)
     rejected = [
-        {"relpath": s.get("remote_path") or s.get("path"), "status": "rejected", "reason": s.get("reason"), "kind": "pull"}
+        {"relpath": f"source:{s['remote_path']}", "status": "rejected", "reason": s["reason"], "kind": "pull"}
         for s in data.get("skipped", [])
         if s.get("reason") != "unchanged"
     ] + [
-        {"relpath": f.get("remote_path") or f.get("path"), "status": "rejected", "reason": f.get("reason"), "kind": "pull"}
+        {"relpath": f"source:{f['remote_path']}", "status": "rejected", "reason": f["reason"], "kind": "pull"}
         for f in data.get("failed", [])
     ]
     _record(work, "pull", rejected)
-    fetched = [f["relpath"] for f in data.get("fetched", [])]
+    fetched = [f["landing_relpath"] for f in data.get("fetched", [])]
     return {"fetched": len(fetched), "rejected": len(rejected), "failed": len(data.get("failed", []))}
 
 
@@ -115,7 +115,7 @@ def stage_classify(partner_id: str, run_id: str) -> dict[str, Any]:
     """Sort landed files into DICOM and report batches; quarantine the rest."""
     partner, root = _ctx(partner_id)
     work = _work(root, run_id)
-    fetched = [f["relpath"] for f in _read_json(work / "pull.json").get("fetched", [])]
+    fetched = [f["landing_relpath"] for f in _read_json(work / "pull.json").get("fetched", [])]
     groups: dict[str, list[str]] = {"dicom": [], "report": []}
     outcomes = []
     for rel in sorted(fetched):
@@ -252,7 +252,7 @@ def stage_reports(partner_id: str, run_id: str, batch: int) -> dict[str, Any]:
             continue
         try:
             keys = link_keys(extracted.text)
-            accession = (keys.get("accession") or "").strip()
+            accession = str(keys.get("accession_number") or keys.get("accession") or "").strip()
             ident = identities.get(accession) if accession else None
             link = links.get(keyring.content_id(accession.encode())) if accession and ident is None else None
             if ident is None and link is None:
@@ -262,7 +262,9 @@ def stage_reports(partner_id: str, run_id: str, batch: int) -> dict[str, Any]:
             token = (ident or link)["patient_token"]
             offset_days = ident["offset_days"] if ident else keyring.time_offset(token).days
             known = list(ident["phi"]) if ident else []
-            known += [str(v) for k, v in keys.items() if v and k != "study_date"]
+            for k, v in keys.items():
+                if k != "study_date" and v:
+                    known.extend(str(x) for x in (v if isinstance(v, list) else [v]))
             result = scrubber.scrub(extracted.text, extracted.language, known_phi=known, date_shift_days=offset_days)
             phi = PhiSet()
             for value in known:
@@ -377,7 +379,7 @@ def build_ledger(partner: PartnerConfig, root: PartnerRoot, run_id: str) -> dict
             o = json.loads(line)
             outcomes[o["relpath"]] = o
     pull = _read_json(work / "pull.json")
-    fetched = {f["relpath"] for f in pull.get("fetched", [])}
+    fetched = {f["landing_relpath"] for f in pull.get("fetched", [])}
     pulled = len(fetched) + sum(1 for o in outcomes.values() if o.get("kind") == "pull")
     missing = sorted(fetched - set(outcomes))
     status = Counter(o["status"] for o in outcomes.values())
@@ -408,7 +410,7 @@ def stage_cleanup(partner_id: str, run_id: str) -> dict[str, Any]:
     work = root.work(run_id)
     fetched = []
     if (work / "pull.json").exists():
-        fetched = [f["relpath"] for f in _read_json(work / "pull.json").get("fetched", [])]
+        fetched = [f["landing_relpath"] for f in _read_json(work / "pull.json").get("fetched", [])]
     deleted = cleanup_landing(root, fetched)
     shutil.rmtree(work, ignore_errors=True)
     return {"landing": deleted, "work_removed": not work.exists()}
