@@ -277,3 +277,13 @@ def test_export_layout(tree: Path, truth: dict) -> None:
         if e["kind"] == "dicom":
             years.setdefault(e["patient_key"], set()).add(e["study_date"][:4])
     assert max(len(y) for y in years.values()) >= 2
+
+
+def test_addresses_fit_dicom_lo() -> None:
+    import random
+
+    from sta.synth.people import _address
+
+    r = random.Random(5)
+    for country in ("co", "br"):
+        assert max(len(_address(r, country)[0]) for _ in range(5000)) <= 64

@@ -141,7 +141,7 @@ class _Run:
         if i == 0:
             kwargs = {"sex": "F", "age_range": (48, 70)}
         person = make_person(i, self.seed, home, has_id=has_id, **kwargs)
-        n_studies = r.choices([1, 2, 3, 4], weights=[0.35, 0.35, 0.2, 0.1])[0]
+        n_studies = r.choices([1, 2, 3, 4], weights=[0.45, 0.33, 0.15, 0.07])[0]
         if i == 0:
             n_studies = 3
         elif i < 3 or shared:
@@ -220,10 +220,10 @@ class _Run:
         st = f"{hh:02d}{r.randint(0, 59):02d}{r.randint(0, 59):02d}"
         if p.country == "co":
             accession = f"CA{day.year % 100:02d}{c:07d}"
-            study_id = str(10000 + c)
+            study_id = f"E{100000 + c}"
         else:
             accession = f"{day.year}{c:08d}"
-            study_id = f"E{c}"
+            study_id = f"EX{c:06d}"
         staff = self.staff[p.id]
         ref = r.choice(staff["referring"])
         rad = r.choice(staff["radiologist"])

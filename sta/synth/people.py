@@ -161,7 +161,8 @@ def _national_id(index: int, seed: int, country: str, birth: date) -> tuple[str,
         # Old cédulas are shorter: 6-8 digits before ~1960, 8-10 after, 10 for the young.
         length = 7 if birth.year < 1955 else 8 if birth.year < 1975 else 10
         lo = 10 ** (length - 1)
-        return "CC", str(lo + permute(index, 9 * lo, seed, f"cc{length}"))
+        span = 2 * lo // 10 if length == 10 else 9 * lo  # 10-digit cédulas are 1.0xx-1.1xx million
+        return "CC", str(lo + permute(index, span, seed, f"cc{length}"))
     base = f"{permute(index, 10**9, seed, 'cpf'):09d}"
     if len(set(base)) == 1:  # 111.111.111-xx style numbers are invalid CPFs
         base = base[:-1] + str((int(base[-1]) + 1) % 10)
@@ -169,6 +170,7 @@ def _national_id(index: int, seed: int, country: str, birth: date) -> tuple[str,
 
 
 def _address(r: random.Random, country: str) -> tuple[str, str]:
+    """A street address that fits DICOM PatientAddress (LO, at most 64 characters)."""
     if country == "co":
         city, dept, _ = r.choice(CO_CITIES)
         street = r.choice(CO_STREETS)
@@ -176,11 +178,18 @@ def _address(r: random.Random, country: str) -> tuple[str, str]:
         letter = r.choice(["", "", "", "A", "B", "C"])
         extra = r.choice(["", "", f" Apto {r.randint(1, 20)}{r.randint(1, 4):02d}", f" Int {r.randint(1, 9)}"])
         place = f"{city}, {dept}" if dept and r.random() < 0.5 else city
-        return f"{street} {n1}{letter} # {r.randint(1, 99)}-{r.randint(1, 99)}{extra}, {place}", city
-    city, uf, _ = r.choice(BR_CITIES)
-    extra = r.choice(["", "", f", ap {r.randint(1, 25)}{r.randint(1, 4)}", f", casa {r.randint(1, 3)}"])
-    district = r.choice(BR_DISTRICTS)
-    return f"{r.choice(BR_STREETS)}, {r.randint(10, 3999)}{extra} - {district}, {city}-{uf}", city
+        parts = [f"{street} {n1}{letter} # {r.randint(1, 99)}-{r.randint(1, 99)}", extra, f", {place}"]
+    else:
+        city, uf, _ = r.choice(BR_CITIES)
+        extra = r.choice(["", "", f", ap {r.randint(1, 25)}{r.randint(1, 4)}", f", casa {r.randint(1, 3)}"])
+        district = r.choice(BR_DISTRICTS)
+        parts = [f"{r.choice(BR_STREETS)}, {r.randint(10, 3999)}", extra, f" - {district}, {city}-{uf}"]
+    address = "".join(parts)
+    if len(address) > 64:
+        address = parts[0] + parts[2]
+    if len(address) > 64:
+        address = parts[0] + f", {city}"
+    return address, city
 
 
 def _phone(r: random.Random, country: str) -> str:

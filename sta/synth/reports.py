@@ -177,7 +177,7 @@ def render(study: Study, seed_rng: random.Random) -> Report:
     place = note(f"{partner.city}, {long_date(report_day, lang)}")
     lines += [
         note(study.staff.reading_display),
-        f"{L['signed']} - {partner.license_label} {note(study.staff.reading_license)}",
+        f"{L['signed']} - {note(f'{partner.license_label} {study.staff.reading_license}')}",
         place,
     ]
     text = "\n".join(lines) + "\n"

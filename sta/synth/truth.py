@@ -6,6 +6,35 @@ patients) go to temporary JSON-lines files and are spliced in at the end; the
 deduplicated ``phi_values`` list comes out of a temporary SQLite table (an
 on-disk set), sorted, so no set of millions of strings is held in memory.
 Every entry is serialised with sorted keys: same run, same bytes.
+
+Schema (``schema_version`` 1), top-level keys in file order::
+
+    conventions, faults_enabled, generator, n_patients, partners, schema_version, seed
+    files            {relpath: entry}   relpath relative to OUT, '/'-separated
+    findings         [ {partner, accession, study_uid, patient_key, modality, body_region,
+                        body_part, protocol, finding, finding_text, labels, language,
+                        report (relpath|null), study_date, n_instances} ]
+    shared_patients  {national_id: {patient_key, national_id_type, names{partner: PN},
+                        mrns{partner: MRN}, spelling_changes[], files{partner: [relpath]}}}
+    faults           [ {path, partner, fault, expected[], reason} ]
+    patients         {patient_key: {home_country, national_id, national_id_type, sex,
+                        birth_date, partners{partner: {mrn, patient_name, spelling_changes,
+                        studies}}}}
+    summary          {patients, studies{}, files{}, dicom_files, reports, faults,
+                        shared_patients, bytes}
+    phi_values       sorted (UTF-8 byte order), deduplicated union of every '*phi*' list
+
+A ``files`` entry has: partner, kind (dicom|report|fault), patient_key,
+national_id (digits or null), national_id_type (CC|CPF|null), mrn, accession,
+study_uid, modality, body_region, study_date (YYYYMMDD), protocol, phi (exact
+strings as written), path_phi (those of them in the path), bytes, sha256.
+DICOM adds series_uid, sop_uid, sop_class, transfer_syntax, series_number,
+instance_number, frames, charset, body_part, burned_in_annotation,
+burned_in_phi, burned_in_text (harmless overlay text), tags ({keyword or
+sequence path or '(gggg,eeee)': value} for every PHI element) and
+quasi_identifiers (PatientAge/Sex/Size/Weight: kept by Retain Patient
+Characteristics, so not listed as PHI). Reports add language, format,
+encoding, finding, labels. Faults add fault, expected, reason.
 """
 
 from __future__ import annotations
