@@ -14,6 +14,9 @@ from servers.sftp import sftp_server  # noqa: F401
 from transforms.pull import cleanup_landing, pull_partner
 from transforms.sources.base import ConnectionNotFound
 
+# paramiko's readv prefetch thread reports the connection the tests cut on purpose.
+pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+
 
 @pytest.fixture()
 def sftp(sftp_server, tmp_path):  # noqa: F811

@@ -33,7 +33,9 @@ import hashlib
 import logging
 import os
 import time
+import threading
 import uuid
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -153,6 +155,15 @@ class _VerifyError(Exception):
 
 
 @dataclass
+class _Job:
+    entry: RemoteEntry
+    prev: Any  # FileState | None
+    rel: str
+    final: Path
+    tmp: Path
+
+
+@dataclass
 class _Downloaded:
     sha256: str
     size: int
@@ -203,43 +214,66 @@ class _Puller:
         self.retries = retries
         self.backoff = backoff
         self.run_relpaths: dict[str, str] = {}  # relpath -> remote_id, this run
-        self.run_contents: dict[str, str] = {}  # sha256 -> remote path, this run
-        self.run_source_hashes: dict[str, str] = {}  # source hash -> remote path, this run
+        self.run_contents: dict[str, tuple[str, str]] = {}  # sha256 -> (remote id, path), this run
+        self.run_source_hashes: dict[str, tuple[str, str]] = {}  # service checksum -> (remote id, path)
+        self._dirs_ok: set[str] = set()
 
-    # -- decisions -------------------------------------------------------------
-    def handle(self, entry: RemoteEntry) -> None:
+    # -- decisions (main thread) -------------------------------------------------
+    def decide(self, entry: RemoteEntry) -> _Job | None:
+        """Skip, re-report, or return a download job for ``entry``."""
         rep = self.report
         if not entry.downloadable:
             rep.skipped.append(Skipped(entry.path, entry.skip_reason or "not_downloadable", entry.remote_id))
-            return
+            return None
         prev = self.state.get(entry.remote_id)
         if prev is not None and prev.version == entry.version and prev.status != "deleted":
             if prev.status == "landed" and prev.landing_relpath and prev.sha256:
                 p = self.landing / prev.landing_relpath
                 if p.is_file() and p.stat().st_size == prev.size:
                     self._claim(prev.landing_relpath, entry.remote_id)
-                    self.run_contents.setdefault(prev.sha256, entry.path)
+                    self.run_contents.setdefault(prev.sha256, (entry.remote_id, entry.path))
                     rep.fetched.append(
                         PulledFile(prev.landing_relpath, entry.path, entry.remote_id, prev.size or 0,
                                    prev.sha256, entry.source_hash, entry.mtime,
                                    prev.landing_relpath != entry.path, carried_over=True)
                     )  # fmt: skip
-                    return
+                    return None
                 # landing copy gone (e.g. wiped by hand): fetch it again below
             else:
                 rep.skipped.append(Skipped(entry.path, "unchanged", entry.remote_id))
-                return
+                return None
         # Known content by the service's checksum: no need to download at all.
         if entry.source_hash:
             seen = self.run_source_hashes.get(entry.source_hash)
             known = self.state.content_by_source_hash(entry.source_hash)
-            if seen is None and known is not None and known.first_remote_id != entry.remote_id:
-                seen = known.first_path
-            if seen is not None and seen != entry.path:
-                self.state.record_duplicate(entry, known.sha256 if known else None, seen, rep.run_id)
-                rep.skipped.append(Skipped(entry.path, "duplicate_content", entry.remote_id, f"same as {seen}"))
-                return
-        self._fetch(entry, prev)
+            if seen is None and known is not None:
+                seen = (known.first_remote_id, known.first_path)
+            if seen is not None and seen[0] != entry.remote_id:
+                self.state.record_duplicate(entry, known.sha256 if known else None, seen[1], rep.run_id)
+                rep.skipped.append(Skipped(entry.path, "duplicate_content", entry.remote_id, f"same as {seen[1]}"))
+                return None
+            self.run_source_hashes.setdefault(entry.source_hash, (entry.remote_id, entry.path))
+        rel = self._relpath_for(entry)
+        final = self.landing / rel
+        if not self._parent_ok(final.parent):
+            rep.failed.append(Failed(entry.path, "unsafe_path", entry.remote_id, rel))
+            return None
+        self._claim(rel, entry.remote_id)
+        tmp = final.parent / f"{TEMP_PREFIX}{uuid.uuid4().hex}.part"
+        return _Job(entry, prev, rel, final, tmp)
+
+    def _parent_ok(self, parent: Path) -> bool:
+        """Create ``parent`` and check it resolves inside landing (no symlinked escape)."""
+        key = str(parent)
+        if key in self._dirs_ok:
+            return True
+        if parent.exists() and not parent.resolve().is_relative_to(self.landing_resolved):
+            return False
+        parent.mkdir(parents=True, exist_ok=True)
+        if not parent.resolve().is_relative_to(self.landing_resolved):
+            return False
+        self._dirs_ok.add(key)
+        return True
 
     def _claim(self, relpath: str, remote_id: str) -> None:
         self.run_relpaths[relpath] = remote_id
@@ -257,85 +291,81 @@ class _Puller:
             rel = f"{head}/{last}" if head else last
         return rel
 
-    def _fetch(self, entry: RemoteEntry, prev: Any) -> None:
-        rep = self.report
-        rel = self._relpath_for(entry)
-        final = self.landing / rel
-        # The landing path must stay inside landing whatever the name was.
-        resolved_parent = final.parent.resolve() if final.parent.exists() else None
-        if resolved_parent is not None and not resolved_parent.is_relative_to(self.landing_resolved):
-            rep.failed.append(Failed(entry.path, "unsafe_path", entry.remote_id, rel))
-            return
-        final.parent.mkdir(parents=True, exist_ok=True)
-        if not final.parent.resolve().is_relative_to(self.landing_resolved):
-            rep.failed.append(Failed(entry.path, "unsafe_path", entry.remote_id, rel))
-            return
-        tmp = final.parent / f"{TEMP_PREFIX}{uuid.uuid4().hex}.part"
+    # -- download (worker threads) ----------------------------------------------
+    def run_job(self, job: _Job, source: Source) -> _Downloaded:
         try:
-            got = self._download(entry, tmp)
-        except _VerifyError as exc:
-            tmp.unlink(missing_ok=True)
-            rep.failed.append(Failed(entry.path, exc.reason, entry.remote_id, exc.detail))
-            return
+            return self._download(job.entry, job.tmp, source)
         except BaseException:
-            tmp.unlink(missing_ok=True)
+            job.tmp.unlink(missing_ok=True)
             raise
+
+    # -- results (main thread) ----------------------------------------------------
+    def finish(self, job: _Job, got: _Downloaded | None, exc: BaseException | None) -> None:
+        rep = self.report
+        entry, prev = job.entry, job.prev
+        if exc is not None:
+            job.tmp.unlink(missing_ok=True)
+            if isinstance(exc, _VerifyError):
+                rep.failed.append(Failed(entry.path, exc.reason, entry.remote_id, exc.detail))
+                return
+            if isinstance(exc, OSError) and exc.errno in _FATAL_ERRNOS:
+                raise exc  # local disk full / read-only: every next file would fail too
+            if not isinstance(exc, Exception):
+                raise exc
+            log.error("fetch of %s failed: %s: %s", entry.path, type(exc).__name__, exc)
+            rep.failed.append(Failed(entry.path, "error", entry.remote_id, f"{type(exc).__name__}: {exc}"))
+            return
+        assert got is not None
         fetched_entry = got.entry
         # Same bytes as something already fetched (this run or an earlier one)?
-        known = self.state.content(got.sha256)
-        dup_of = self.run_contents.get(got.sha256)
-        if dup_of is None and known is not None and known.first_remote_id != entry.remote_id:
-            dup_of = known.first_path
-        if dup_of is not None and dup_of != entry.path:
-            tmp.unlink(missing_ok=True)
-            self.state.record_duplicate(fetched_entry, got.sha256, dup_of, rep.run_id)
-            rep.skipped.append(Skipped(entry.path, "duplicate_content", entry.remote_id, f"same as {dup_of}"))
+        dup = self.run_contents.get(got.sha256)
+        if dup is None:
+            known = self.state.content(got.sha256)
+            if known is not None:
+                dup = (known.first_remote_id, known.first_path)
+        if dup is not None and dup[0] != entry.remote_id:
+            job.tmp.unlink(missing_ok=True)
+            self.state.record_duplicate(fetched_entry, got.sha256, dup[1], rep.run_id)
+            rep.skipped.append(Skipped(entry.path, "duplicate_content", entry.remote_id, f"same as {dup[1]}"))
             return
-        if (
-            prev is not None
-            and prev.sha256 == got.sha256
-            and prev.status in ("done", "duplicate")
-        ):
+        if prev is not None and prev.sha256 == got.sha256 and prev.status in ("done", "duplicate"):
             # Only metadata changed (touched, re-uploaded identical bytes).
-            tmp.unlink(missing_ok=True)
+            job.tmp.unlink(missing_ok=True)
             self.state.record_same_content(fetched_entry, prev)
             rep.skipped.append(Skipped(entry.path, "unchanged", entry.remote_id, "same content, new metadata"))
             return
-        os.replace(tmp, final)
-        self._claim(rel, entry.remote_id)
-        self.run_contents[got.sha256] = entry.path
-        if fetched_entry.source_hash:
-            self.run_source_hashes[fetched_entry.source_hash] = entry.path
-        self.state.record_fetched(fetched_entry, got.sha256, rel, rep.run_id)
+        os.replace(job.tmp, job.final)
+        self.run_contents[got.sha256] = (entry.remote_id, entry.path)
+        self.state.record_fetched(fetched_entry, got.sha256, job.rel, rep.run_id)
         rep.bytes_fetched += got.size
         rep.fetched.append(
-            PulledFile(rel, entry.path, entry.remote_id, got.size, got.sha256, fetched_entry.source_hash,
-                       fetched_entry.mtime, rel != entry.path)
+            PulledFile(job.rel, entry.path, entry.remote_id, got.size, got.sha256, fetched_entry.source_hash,
+                       fetched_entry.mtime, job.rel != entry.path)
         )  # fmt: skip
 
     # -- transfer --------------------------------------------------------------
-    def _download(self, entry: RemoteEntry, tmp: Path) -> _Downloaded:
+    def _download(self, entry: RemoteEntry, tmp: Path, source: Source) -> _Downloaded:
         """Stream ``entry`` into ``tmp`` with retries, resume and verification."""
         current = entry
         attempt = 0
         changes = 0
         sha = hashlib.sha256()
-        src_hasher: Hasher | None = self.source.new_hasher(current)
+        src_hasher: Hasher | None = source.new_hasher(current)
         written = 0
         last_error = ""
         with open(tmp, "wb") as out:
             while True:
                 attempt += 1
-                offset = written if self.source.supports_resume else 0
+                offset = written if source.supports_resume else 0
                 if offset == 0 and written:
                     out.seek(0)
                     out.truncate()
                     written = 0
                     sha = hashlib.sha256()
-                    src_hasher = self.source.new_hasher(current)
+                    src_hasher = source.new_hasher(current)
                 try:
                     try:
-                        for chunk in self.source.open_stream(current, offset):
+                        for chunk in source.open_stream(current, offset):
                             out.write(chunk)
                             sha.update(chunk)
                             if src_hasher is not None:
@@ -345,7 +375,7 @@ class _Puller:
                         raise _VerifyError("hash_mismatch", str(exc)) from None
                     out.flush()
                     self._verify(current, written, src_hasher)
-                    self.source.confirm(current)
+                    source.confirm(current)
                     if written >= _FSYNC_MIN_BYTES:
                         os.fsync(out.fileno())
                     return _Downloaded(sha.hexdigest(), written, current)
@@ -354,7 +384,7 @@ class _Puller:
                     if isinstance(exc, _VerifyError):
                         # A checksum or size mismatch is either corruption or a change
                         # that happened after the listing; the service's fresh metadata tells.
-                        fresh = self.source.stat(current)
+                        fresh = source.stat(current)
                         if fresh is None:
                             raise _VerifyError("vanished", f"{current.path} disappeared during the fetch") from None
                         if fresh.version != current.version:
@@ -365,7 +395,7 @@ class _Puller:
                         changes += 1
                         if changes > self.retries + 1:
                             raise _VerifyError("changed_repeatedly", f"{current.path} kept changing") from None
-                        fresh = self.source.stat(current)
+                        fresh = source.stat(current)
                         if fresh is None:
                             raise _VerifyError("vanished", f"{current.path} disappeared during the fetch") from None
                         log.info("%s changed at the source during the fetch; fetching the new version", current.path)
@@ -374,7 +404,7 @@ class _Puller:
                         out.truncate()
                         written = 0
                         sha = hashlib.sha256()
-                        src_hasher = self.source.new_hasher(current)
+                        src_hasher = source.new_hasher(current)
                         attempt -= 1  # a change is not a failed attempt
                         continue
                     if isinstance(exc, _VerifyError):
@@ -383,7 +413,7 @@ class _Puller:
                         out.truncate()
                         written = 0
                         sha = hashlib.sha256()
-                        src_hasher = self.source.new_hasher(current)
+                        src_hasher = source.new_hasher(current)
                         if attempt > self.retries:
                             raise exc from None
                     else:
@@ -406,6 +436,33 @@ class _Puller:
                 raise _VerifyError("hash_mismatch", f"{entry.source_hash.split(':', 1)[0]} expected {expected}, got {got}")
 
 
+class _SourcePool:
+    """One connector per worker thread (``Source.clone``), closed at the end."""
+
+    def __init__(self, source: Source) -> None:
+        self.source = source
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._clones: list[Source] = []
+
+    def get(self) -> Source:
+        src = getattr(self._local, "src", None)
+        if src is None:
+            src = self.source.clone()
+            if src is not self.source:
+                with self._lock:
+                    self._clones.append(src)
+            self._local.src = src
+        return src
+
+    def close(self) -> None:
+        for c in self._clones:
+            try:
+                c.close()
+            except Exception:  # noqa: BLE001 - closing is best effort
+                log.debug("closing a %s clone failed", c.kind, exc_info=True)
+
+
 def pull_from_source(
     source: Source,
     state_path: Path,
@@ -415,43 +472,85 @@ def pull_from_source(
     run_id: str,
     retries: int = 3,
     backoff: float = 1.0,
+    workers: int | None = None,
 ) -> PullReport:
-    """Pull from an already-open connector (the engine under :func:`pull_partner`)."""
+    """Pull from an already-open connector (the engine under :func:`pull_partner`).
+
+    Decisions, renames and state updates happen on this thread, in listing
+    order; only downloads run on ``workers`` threads (default: the
+    connector's ``max_workers``), each with its own connection, at most
+    ``2 * workers`` in flight so memory stays bounded.
+    """
     landing.mkdir(parents=True, exist_ok=True)
     report = PullReport(partner_id=partner_id, run_id=run_id, source=source.kind, landing=str(landing))
     report.started_at = _now()
     swept = sweep_temp_files(landing)
     if swept:
         log.warning("removed %d temp files left by an interrupted pull", len(swept))
+    n_workers = max(1, workers or source.max_workers)
     with SyncState(state_path) as state:
         puller = _Puller(source, state, landing, report, retries=retries, backoff=backoff)
+        pool = _SourcePool(source)
+        executor = ThreadPoolExecutor(n_workers, thread_name_prefix=f"pull-{source.kind}") if n_workers > 1 else None
+        inflight: dict[Future[_Downloaded], _Job] = {}
+
+        def work(job: _Job) -> _Downloaded:
+            return puller.run_job(job, pool.get())
+
+        def drain(limit: int) -> None:
+            while len(inflight) > limit:
+                done, _ = wait(inflight, return_when=FIRST_COMPLETED)
+                for fut in sorted(done, key=lambda f: inflight[f].entry.path):
+                    job = inflight.pop(fut)
+                    exc = fut.exception()
+                    puller.finish(job, None if exc else fut.result(), exc)
+
         seen: set[str] = set()
         try:
-            for entry in source.list():
-                report.listed += 1
-                seen.add(entry.remote_id)
-                try:
-                    puller.handle(entry)
-                except (OSError, SourceError) as exc:
-                    if isinstance(exc, OSError) and exc.errno in _FATAL_ERRNOS:
-                        raise  # local disk full / read-only: every next file would fail too
-                    log.exception("fetch of %s failed", entry.path)
-                    report.failed.append(Failed(entry.path, "error", entry.remote_id, f"{type(exc).__name__}: {exc}"))
-                except Exception as exc:  # noqa: BLE001 - one bad file must not stop the others
-                    log.exception("fetch of %s failed", entry.path)
-                    report.failed.append(Failed(entry.path, "error", entry.remote_id, f"{type(exc).__name__}: {exc}"))
-            report.listing_complete = True
-        except (ConnectionNotFound, SourceError):
-            raise
-        except Exception as exc:  # noqa: BLE001 - recorded; the run must not mark deletions
-            log.exception("listing of %s failed", source.kind)
-            report.failed.append(Failed("<listing>", "listing_failed", None, f"{type(exc).__name__}: {exc}"))
+            try:
+                for entry in source.list():
+                    report.listed += 1
+                    seen.add(entry.remote_id)
+                    try:
+                        job = puller.decide(entry)
+                    except Exception as exc:  # noqa: BLE001 - one bad entry must not stop the others
+                        log.exception("deciding about %s failed", entry.path)
+                        report.failed.append(
+                            Failed(entry.path, "error", entry.remote_id, f"{type(exc).__name__}: {exc}")
+                        )
+                        continue
+                    if job is None:
+                        continue
+                    if executor is None:
+                        try:
+                            got, err = puller.run_job(job, source), None
+                        except Exception as exc:  # noqa: BLE001 - sorted out by finish()
+                            got, err = None, exc
+                        puller.finish(job, got, err)
+                    else:
+                        inflight[executor.submit(work, job)] = job
+                        drain(2 * n_workers)
+                report.listing_complete = True
+            except (ConnectionNotFound, SourceError):
+                raise
+            except Exception as exc:  # noqa: BLE001 - recorded; the run must not mark deletions
+                log.exception("listing of %s failed", source.kind)
+                report.failed.append(Failed("<listing>", "listing_failed", None, f"{type(exc).__name__}: {exc}"))
+            drain(0)
+        finally:
+            if executor is not None:
+                executor.shutdown(wait=True, cancel_futures=True)
+            for job in inflight.values():  # only when raising: no partial file stays behind
+                job.tmp.unlink(missing_ok=True)
+            pool.close()
         if report.listing_complete:
             gone = sorted(state.live_ids() - seen)
             if gone:
                 rows = [state.get(rid) for rid in gone]
                 state.mark_deleted(gone, run_id)
                 report.deleted_at_source = [r.path for r in rows if r is not None]
+    for items in (report.fetched, report.skipped, report.failed):
+        items.sort(key=lambda x: x.remote_path)  # type: ignore[attr-defined]
     report.finished_at = _now()
     return report
 
@@ -465,6 +564,7 @@ def pull_partner(
     retries: int = 3,
     backoff: float = 1.0,
     source: Source | None = None,
+    workers: int | None = None,
 ) -> PullReport:
     """Fetch the partner's new and changed files into ``root.landing``.
 
@@ -482,7 +582,8 @@ def pull_partner(
     src = source or open_source(partner, connections or env_connection_resolver, base=root.base)
     try:
         return pull_from_source(
-            src, state_path, landing, partner_id=partner.id, run_id=run_id, retries=retries, backoff=backoff
+            src, state_path, landing, partner_id=partner.id, run_id=run_id, retries=retries, backoff=backoff,
+            workers=workers,
         )
     finally:
         if own:

@@ -293,6 +293,8 @@ class Source(abc.ABC):
     kind: str = "?"
     #: whether ``open_stream(entry, offset>0)`` really starts at ``offset``
     supports_resume: bool = True
+    #: parallel downloads the pull step runs by default (each on :meth:`clone`)
+    max_workers: int = 1
 
     @abc.abstractmethod
     def list(self) -> Iterator[RemoteEntry]:
@@ -339,6 +341,15 @@ class Source(abc.ABC):
         if kind == "dropbox":
             return DropboxContentHasher()
         return None
+
+    def clone(self) -> "Source":
+        """A connector for another worker thread.
+
+        Thread-safe connectors (boto3 clients, a folder) return ``self``;
+        those holding one connection that is not (an SSH session, httplib2)
+        open a new one with the same settings.
+        """
+        return self
 
     def close(self) -> None:
         """Release connections."""

@@ -70,6 +70,7 @@ def _client(conn: ConnectionInfo) -> dropbox.Dropbox:
 
 class DropboxSource(Source):
     kind = "dropbox"
+    max_workers = 4
 
     def __init__(self, conn: ConnectionInfo, root: str = "", chunk_size: int = CHUNK, page_size: int = 2000) -> None:
         self.conn = conn
@@ -89,6 +90,9 @@ class DropboxSource(Source):
                 raise SourceError(f"dropbox unreachable via connection {conn.conn_id!r}: {exc}") from None
             if not isinstance(md, dbx_files.FolderMetadata):
                 raise SourceError(f"dropbox path {self.root!r} is not a folder")
+
+    def clone(self) -> "DropboxSource":
+        return type(self)(self.conn, self.root, self.chunk_size, self.page_size)
 
     def _rel(self, md: Any) -> str:
         shown = md.path_display or md.name

@@ -38,6 +38,7 @@ def _iso(ts_ns: int) -> str:
 
 class FolderSource(Source):
     kind = "folder"
+    max_workers = 2  # local/NFS copies: a little overlap of open/stat latency, no more
 
     def __init__(self, root: Path, chunk_size: int = CHUNK) -> None:
         self.root = Path(root)

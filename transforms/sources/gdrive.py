@@ -84,6 +84,7 @@ def _http_error(exc: HttpError, conn_id: str, what: str) -> Exception:
 
 class DriveSource(Source):
     kind = "gdrive"
+    max_workers = 4  # httplib2 is not thread-safe: one client per worker (clone)
 
     def __init__(self, conn: ConnectionInfo, folder_id: str, chunk_size: int = CHUNK, page_size: int = 1000) -> None:
         self.conn = conn
@@ -109,6 +110,9 @@ class DriveSource(Source):
             raise SourceError(f"drive endpoint of connection {conn.conn_id!r} unreachable: {exc}") from None
         if root.get("mimeType") != FOLDER:
             raise SourceError(f"drive id {folder_id!r} is not a folder")
+
+    def clone(self) -> "DriveSource":
+        return type(self)(self.conn, self.folder_id, self.chunk_size, self.page_size)
 
     def _entry(self, f: dict[str, Any], path: str) -> RemoteEntry:
         mime = f.get("mimeType", "")

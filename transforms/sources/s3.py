@@ -58,6 +58,7 @@ def _truthy(v: Any) -> bool:
 
 class S3Source(Source):
     kind = "s3"
+    max_workers = 8  # boto3 clients are thread-safe: clone() is self
 
     def __init__(
         self, conn: ConnectionInfo, bucket: str, prefix: str = "", chunk_size: int = CHUNK, page_size: int = 1000

@@ -74,6 +74,7 @@ def _pinned_host_key(spec: str, key_type_hint: str | None = None) -> paramiko.PK
 
 class SFTPSource(Source):
     kind = "sftp"
+    max_workers = 4  # one SSH connection per worker (clone)
 
     def __init__(self, conn: ConnectionInfo, root: str = ".", timeout: float = 30.0) -> None:
         if not conn.host:
@@ -148,6 +149,9 @@ class SFTPSource(Source):
                 f"unknown host key for {name}: pin it in extra 'host_key' "
                 "(or set 'no_host_key_check': true knowingly)",
             )
+
+    def clone(self) -> "SFTPSource":
+        return type(self)(self.conn, self.root, self.timeout)
 
     @property
     def sftp(self) -> paramiko.SFTPClient:
