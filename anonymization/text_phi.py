@@ -121,13 +121,16 @@ class TextScrubber:
                 registry.add_recognizer(NerRecognizer(path, language="es"))
                 self.ner_model_path = path
         self.analyzer = AnalyzerEngine(registry=registry, nlp_engine=nlp_engine, supported_languages=self.languages)
+        self._entities = {
+            lang: [e for e in ENTITIES if e in self.analyzer.get_supported_entities(lang)] for lang in self.languages
+        }
 
     # ------------------------------------------------------------------
     def analyze(self, text: str, language: str, known: Sequence[KnownValue] = ()) -> list[Finding]:
         """All PHI spans of ``text`` (before merging)."""
         lang = language if language in self.languages else self.languages[0]
         findings: list[Finding] = []
-        for r in self.analyzer.analyze(text=text, language=lang, entities=ENTITIES):
+        for r in self.analyzer.analyze(text=text, language=lang, entities=self._entities[lang]):
             if r.score >= MIN_SCORE and r.end > r.start:
                 source = "ner" if (r.recognition_metadata or {}).get("recognizer_name", "").startswith("sta_ner") else "pattern"
                 findings.append(Finding(r.entity_type, r.start, r.end, float(r.score), source))

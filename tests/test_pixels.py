@@ -1,0 +1,275 @@
+"""Burned-in text in DICOM pixels: risk decision, OCR redaction, re-check, valid output."""
+
+from __future__ import annotations
+
+import io
+import os
+
+import numpy as np
+import pydicom
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit, RLELossless, generate_uid
+
+import anonymization.pixels as px
+from anonymization.pixels import PixelCleanError, clean_burned_in, pixels_at_risk
+
+os.environ.setdefault("OMP_THREAD_LIMIT", "1")
+
+FONTS = [
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf",
+    "/usr/share/fonts/truetype/liberation/LiberationSerif-Regular.ttf",
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf",
+    "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
+]
+KNOWN = ["PEREZ GOMEZ^JOSE LUIS", "1020345678", "19800512", "HOSPITAL SAN RAFAEL"]
+
+
+# ----------------------------------------------------------------- builders
+
+
+def ultrasound(size=(640, 480), seed=0) -> np.ndarray:
+    """Dark frame with a speckled sector, like a B-mode ultrasound."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    a = (rng.random((h, w)) * 25).astype(np.uint8)
+    yy, xx = np.mgrid[0:h, 0:w]
+    sector = (np.abs(np.arctan2(xx - w // 2, yy + 40)) < 0.55) & (yy > 60) & (yy < h - 40)
+    a[sector] = (rng.random(int(sector.sum())) * 140 + 40).astype(np.uint8)
+    return a
+
+
+def draw(img: Image.Image, xy, text: str, size: int, fill, font: int = 0, angle: float = 0) -> tuple[int, int, int, int]:
+    """Render ``text``; returns its box. Rotated text is drawn through a mask."""
+    f = ImageFont.truetype(FONTS[font % len(FONTS)], size)
+    if not angle:
+        d = ImageDraw.Draw(img)
+        d.text(xy, text, font=f, fill=fill)
+        return d.textbbox(xy, text, font=f)
+    mask = Image.new("L", (int(f.getlength(text)) + 12, size + 12), 0)
+    ImageDraw.Draw(mask).text((6, 3), text, font=f, fill=255)
+    mask = mask.rotate(angle, expand=True, resample=Image.BICUBIC)
+    img.paste(Image.new(img.mode, mask.size, fill), xy, mask)
+    return (xy[0], xy[1], xy[0] + mask.width, xy[1] + mask.height)
+
+
+def make_ds(arr: np.ndarray, modality: str = "US", frames: int = 1, photometric: str | None = None) -> Dataset:
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    sop_class = "1.2.840.10008.5.1.4.1.1.6.1" if modality == "US" else "1.2.840.10008.5.1.4.1.1.7"
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID = sop_class
+    ds.SOPInstanceUID = generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.Modality = modality
+    ds.PatientName = "PEREZ GOMEZ^JOSE LUIS"
+    ds.PatientID = "1020345678"
+    ds.BurnedInAnnotation = "YES"
+    rgb = arr.shape[-1] == 3 and arr.ndim == (4 if frames > 1 else 3)
+    ds.Rows, ds.Columns = arr.shape[-3:-1] if rgb else arr.shape[-2:]
+    if frames > 1:
+        ds.NumberOfFrames = frames
+    ds.SamplesPerPixel = 3 if rgb else 1
+    ds.PhotometricInterpretation = photometric or ("RGB" if rgb else "MONOCHROME2")
+    if rgb:
+        ds.PlanarConfiguration = 0
+    ds.BitsAllocated = ds.BitsStored = 8
+    ds.HighBit = 7
+    ds.PixelRepresentation = 0
+    ds.PixelData = arr.tobytes()
+    return ds
+
+
+def roundtrip(ds: Dataset) -> Dataset:
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    buf.seek(0)
+    return pydicom.dcmread(buf)
+
+
+def ocr_all_text(arr: np.ndarray) -> str:
+    """An independent OCR of the output (several preprocessings), upper-cased."""
+    import pytesseract
+
+    a = arr if arr.ndim == 2 else arr.mean(axis=-1).astype(np.uint8)
+    texts = []
+    binary = Image.fromarray(np.where(a >= 180, 0, 255).astype(np.uint8))
+    for im in (Image.fromarray(255 - a), binary, binary.resize((binary.width * 2, binary.height * 2))):
+        texts.append(pytesseract.image_to_string(im, lang="eng", config="--psm 11"))
+    return " ".join(texts).upper()
+
+
+PLANTED = ["PEREZ", "GOMEZ", "1020345678", "12/05/1980", "RAFAEL", "ALVAREZ", "QUINTERO", "MARTINA", "SOLEDAD"]
+
+
+def leaked(text: str) -> list[str]:
+    from anonymization.pixels import _edit1
+
+    words = [w.strip(".,:;") for w in text.split()]
+    out = []
+    for p in PLANTED:
+        if p in text or any(len(w) >= 5 and _edit1(w, p) for w in words):
+            out.append(p)
+    return out
+
+
+# ------------------------------------------------------------------ decision
+
+
+def test_pixels_at_risk_by_modality_sop_class_and_flags() -> None:
+    arr = np.zeros((16, 16), np.uint8)
+    us = make_ds(arr, "US")
+    assert pixels_at_risk(us)
+    ct = make_ds(arr, "CT")
+    ct.SOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+    del ct.BurnedInAnnotation
+    assert not pixels_at_risk(ct)
+    ct.BurnedInAnnotation = "YES"
+    assert pixels_at_risk(ct)
+    ct.BurnedInAnnotation = "NO"
+    assert not pixels_at_risk(ct)
+    sc = make_ds(arr, "OT")
+    sc.Modality = "CT"
+    sc.BurnedInAnnotation = "NO"
+    assert pixels_at_risk(sc)  # secondary capture SOP class
+    dx = make_ds(arr, "DX")
+    dx.SOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
+    del dx.BurnedInAnnotation
+    assert not pixels_at_risk(dx)
+    dx.ImageType = ["DERIVED", "SECONDARY"]
+    assert pixels_at_risk(dx)
+    # Profile policy overrides: never trusts, always OCRs.
+    assert not pixels_at_risk(us, {"modalities": {"US": "never"}})
+    del ct.BurnedInAnnotation
+    assert pixels_at_risk(ct, {"default": "flagged", "modalities": {"CT": "always"}})
+    no_pixels = Dataset()
+    no_pixels.Modality = "US"
+    assert not pixels_at_risk(no_pixels)
+
+
+# ---------------------------------------------------------------- redaction
+
+
+def burned_frame(variant: int) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
+    """An ultrasound frame with PHI in varied fonts/sizes/contrasts/angles, and safe marks."""
+    img = Image.fromarray(ultrasound(seed=variant))
+    font = variant
+    draw(img, (10, 8), "PEREZ GOMEZ, JOSE LUIS", 18 + variant % 3 * 4, 255, font)
+    draw(img, (10, 36), "ID 1020345678   DOB 12/05/1980", 14 + variant % 2 * 2, 210 if variant % 2 else 255, font + 1)
+    draw(img, (420, 10), "HOSPITAL SAN RAFAEL", 14, 180 + variant * 15, font + 2)
+    # Name over the speckled image content, slightly rotated.
+    draw(img, (230, 200), "Dr. Alvarez Quintero", 16 + variant * 2, 255, font + 3, angle=[0, 3, -4][variant % 3])
+    # Dim grey text on the dark border.
+    draw(img, (12, 452), "Martina Soledad", 15, 150, font + 4)
+    safe = [draw(img, (600, 230), "R", 22, 255), draw(img, (560, 446), "5 cm", 14, 255)]
+    return np.array(img), safe
+
+
+@pytest.mark.parametrize("variant", [0, 1, 2])
+def test_burned_in_phi_is_removed_and_safe_marks_survive(variant: int) -> None:
+    arr, safe = burned_frame(variant)
+    before = arr.copy()
+    ds = make_ds(arr)
+    res = clean_burned_in(ds, KNOWN, languages=("es",))
+    out = roundtrip(ds).pixel_array
+    assert out.shape == before.shape
+    assert leaked(ocr_all_text(out)) == []
+    assert ds.BurnedInAnnotation == "NO" and res.boxes_redacted >= 5
+    for x0, y0, x1, y1 in safe:
+        assert np.array_equal(out[y0:y1, x0:x1], before[y0:y1, x0:x1]), "a safe annotation was redacted"
+    # Most of the image content is untouched.
+    assert (out != before).mean() < 0.08
+
+
+def test_image_without_text_is_left_unchanged_and_marked_no() -> None:
+    arr = ultrasound(seed=7)
+    ds = make_ds(arr.copy())
+    res = clean_burned_in(ds, KNOWN)
+    assert res.boxes_redacted == 0 and ds.BurnedInAnnotation == "NO"
+    assert np.array_equal(roundtrip(ds).pixel_array, arr)
+
+
+def test_multiframe_rgb_rle_stays_valid() -> None:
+    frames = []
+    for i in range(3):
+        img = Image.fromarray(ultrasound(seed=i)).convert("RGB")
+        draw(img, (10, 8), "PEREZ GOMEZ, JOSE", 20, (255, 255, 0))
+        draw(img, (600, 230), "L", 22, (255, 255, 255))
+        frames.append(np.array(img))
+    arr = np.stack(frames)
+    ds = make_ds(arr, frames=3)
+    ds.compress(RLELossless, encoding_plugin="pydicom")
+    assert ds.file_meta.TransferSyntaxUID == RLELossless
+    res = clean_burned_in(ds, KNOWN, languages=("es",))
+    back = roundtrip(ds)
+    assert back.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+    out = back.pixel_array
+    assert out.shape == (3, 480, 640, 3) and back.PhotometricInterpretation == "RGB"
+    assert res.redacted_frames == [0, 1, 2]
+    for f in range(3):
+        assert leaked(ocr_all_text(out[f])) == []
+    assert np.array_equal(out[:, 220:260, 595:630], arr[:, 220:260, 595:630])  # "L" kept
+
+
+def test_jpeg_baseline_colour_ultrasound_is_decoded_cleaned_and_rewritten() -> None:
+    from pydicom.encaps import encapsulate
+
+    img = Image.fromarray(ultrasound(seed=3)).convert("RGB")
+    draw(img, (10, 8), "QUINTERO MARTINA", 22, (255, 255, 255))
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=92)
+    ds = make_ds(np.array(img), photometric="YBR_FULL_422")
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    ds.PixelData = encapsulate([buf.getvalue()])
+    ds["PixelData"].VR = "OB"
+    ds["PixelData"].is_undefined_length = True
+    clean_burned_in(ds, ["QUINTERO^MARTINA"], languages=("es",))
+    back = roundtrip(ds)
+    assert back.PhotometricInterpretation == "RGB" and back.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+    assert leaked(ocr_all_text(back.pixel_array)) == []
+
+
+def test_monochrome1_16bit_secondary_capture() -> None:
+    img = Image.new("L", (512, 400), 40)
+    draw(img, (30, 30), "Paciente: Soledad Alvarez", 20, 230)
+    draw(img, (30, 340), "L", 22, 230)
+    a8 = np.array(img).astype(np.uint16)
+    arr = (4095 - a8 * 16).astype(np.uint16)  # MONOCHROME1: high values are dark
+    ds = make_ds(np.zeros((400, 512), np.uint8), "OT")
+    ds.PhotometricInterpretation = "MONOCHROME1"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 12, 11
+    ds.PixelData = arr.tobytes()
+    clean_burned_in(ds, [], languages=("es",))
+    out = roundtrip(ds).pixel_array
+    assert out.dtype == np.uint16 and out.shape == (400, 512)
+    shown = (255 - (out >> 4)).astype(np.uint8)  # what a viewer displays
+    assert leaked(ocr_all_text(shown)) == []
+
+
+# --------------------------------------------------------------- fail closed
+
+
+def test_text_that_cannot_be_cleared_raises(monkeypatch: pytest.MonkeyPatch) -> None:
+    """If redaction does not take (here: disabled), the re-check catches it and nothing is marked NO."""
+    monkeypatch.setattr(px, "_redact", lambda frame, boxes, value, margin: len(boxes))
+    arr, _ = burned_frame(0)
+    ds = make_ds(arr)
+    with pytest.raises(PixelCleanError) as err:
+        clean_burned_in(ds, KNOWN, languages=("es",))
+    assert err.value.reason == "burned_in_text_residual"
+    assert ds.BurnedInAnnotation == "YES"
+
+
+def test_undecodable_pixels_raise() -> None:
+    from pydicom.encaps import encapsulate
+
+    ds = make_ds(np.zeros((64, 64), np.uint8))
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    ds.PixelData = encapsulate([b"\xff\xd8\xff\xe0 broken jpeg"])
+    ds["PixelData"].is_undefined_length = True
+    with pytest.raises(PixelCleanError) as err:
+        clean_burned_in(ds, KNOWN)
+    assert err.value.reason == "unreadable_pixel_data"
