@@ -56,6 +56,7 @@ from transforms.sources.base import (
     SourceError,
     TransientError,
     env_connection_resolver,
+    resolver_from,
 )
 from transforms.sources.safepath import TEMP_PREFIX, safe_relpath
 from transforms.sync_state import SyncState
@@ -76,6 +77,7 @@ __all__ = [
     "env_connection_resolver",
     "pull_partner",
     "pull_from_source",
+    "resolver_from",
 ]
 
 log = logging.getLogger(__name__)

@@ -120,6 +120,26 @@ class ConnectionInfo:
 ConnectionResolver = Callable[[str], ConnectionInfo]
 
 
+def resolver_from(get_connection: Callable[[str], Any]) -> ConnectionResolver:
+    """Wrap any ``get_connection(conn_id)`` returning an Airflow-style Connection.
+
+    The Airflow operator passes ``resolver_from(BaseHook.get_connection)``;
+    whatever Airflow raises for an unknown id becomes :class:`ConnectionNotFound`
+    naming the id, so the task fails with a message that says what to create.
+    """
+
+    def resolve(conn_id: str) -> ConnectionInfo:
+        try:
+            conn = get_connection(conn_id)
+        except Exception as exc:  # noqa: BLE001 - Airflow's NotFound types vary by version
+            raise ConnectionNotFound(conn_id, f"not found: {type(exc).__name__}: {exc}") from None
+        if conn is None:
+            raise ConnectionNotFound(conn_id)
+        return ConnectionInfo.from_airflow(conn)
+
+    return resolve
+
+
 def _conn_from_uri(conn_id: str, uri: str) -> ConnectionInfo:
     """Parse Airflow's connection URI format (``type://login:pw@host:port/schema?extra``).
 
