@@ -19,13 +19,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--partner-id", required=True)
     parser.add_argument("--region", required=True)
     parser.add_argument("--run-id", default="manual")
+    parser.add_argument(
+        "--published-dir",
+        type=Path,
+        help="the partner's published Parquet folder (rows may refer to studies published earlier)",
+    )
+    parser.add_argument(
+        "--max-age", type=int, help="upper bound of age_at_study (default: 90 in us, else 120)"
+    )
     parser.add_argument("--json", action="store_true", help="print the whole result as JSON")
 
 
 def run(args: argparse.Namespace) -> int:
     from expectations.gate import validate_parquet_dir
 
-    result = validate_parquet_dir(args.path, args.partner_id, args.region, args.run_id)
+    result = validate_parquet_dir(
+        args.path, args.partner_id, args.region, args.run_id, published_dir=args.published_dir, max_age=args.max_age
+    )
     if args.json:
         print(result.to_json())
     else:

@@ -30,7 +30,8 @@ Why these checks (what publishing a bad row would break):
   found from a study, and a study without its patient row breaks the patient
   view. GX has no cross-table expectation, so the child column is checked
   with ``expect_column_values_to_be_in_set`` against the parent's keys;
-* value domains: sex, age (0-90; 90 means 90+ under HIPAA Safe Harbor),
+* value domains: sex, age (0-90 in the US, where 90 means 90+ under HIPAA
+  Safe Harbor; 0-120 elsewhere, or the profile's cap),
   DICOM modality, image size, report text present, relative file paths.
 """
 
@@ -38,7 +39,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 import pyarrow as pa
 
@@ -54,7 +55,16 @@ SHA256_RE = r"^[0-9a-f]{64}$"
 UNSAFE_PATH_RE = r"^/|^[A-Za-z]:|(?:^|/)\.\.(?:/|$)|\\"
 
 SEX_VALUES = ["M", "F", "O"]  # null allowed: unknown
-MAX_AGE = 90  # HIPAA Safe Harbor aggregates ages over 89 into 90
+# Upper bound of age_at_study. Under HIPAA Safe Harbor (US profile, age_cap 90)
+# ages over 89 are published as 90, so 91+ means the cap was not applied; other
+# jurisdictions keep real ages, bounded by plausibility only. Callers that know
+# the partner's profile pass its age_cap explicitly.
+HIPAA_MAX_AGE = 90
+PLAUSIBLE_MAX_AGE = 120
+
+
+def default_max_age(region: str) -> int:
+    return HIPAA_MAX_AGE if region == "us" else PLAUSIBLE_MAX_AGE
 REPORT_LANGUAGES = ["es", "pt", "en"]
 REPORT_FORMATS = ["txt", "pdf", "image"]
 MAX_IMAGE_SIDE = 65535  # Rows/Columns are US (unsigned 16-bit), PS3.5 6.2
@@ -74,7 +84,8 @@ UID_COLUMNS = ("study_uid", "series_uid", "sop_uid")
 # original UID or a raw document number stays out of logs and alerts), and
 # free text and paths are never quoted.
 REVEAL_IF_MATCHES: dict[str, str] = {
-    **{col: KEYED_UID_RE for col in UID_COLUMNS},
+    # Under STA's own 2.25 root: derived, never a hospital's original UID.
+    **{col: r"^2\.25\.[0-9.]{1,60}$" for col in UID_COLUMNS},
     "patient_token": TOKEN_RE,
 }
 NEVER_REVEAL = frozenset({"text_scrubbed", "path", "study_description", "series_description"})
@@ -296,8 +307,8 @@ def _domain_checks() -> list[Check]:
         Check(
             "studies",
             between,
-            {"column": "age_at_study", "min_value": 0, "max_value": MAX_AGE},
-            f"{{n}} values outside [0, {MAX_AGE}]{{eg}}",
+            {"column": "age_at_study", "min_value": 0, "max_value": param("max_age")},
+            "{n} values outside [0, {max_age}]{eg}",
             "age_at_study",
         ),
         Check(
@@ -379,20 +390,31 @@ def suite_checks() -> dict[str, tuple[Check, ...]]:
 
 
 def suite_parameters(
-    tables: Mapping[str, pa.Table], *, partner_id: str, region: str
+    tables: Mapping[str, pa.Table],
+    *,
+    partner_id: str,
+    region: str,
+    published_keys: Mapping[str, Iterable[Any]] | None = None,
+    max_age: int | None = None,
 ) -> dict[str, Any]:
     """The run-dependent values the suites refer to with ``$PARAMETER``.
 
     ``tables`` holds every table of the run (absent ones as empty tables).
-    Parent keys are distinct non-null values: a missing parent table yields an
-    empty set, so every child row is then reported as an orphan.
+    Parent keys are the distinct non-null values of the run's parent table,
+    plus ``published_keys["<parent>.<column>"]``: keys the partner published in
+    earlier runs (a report may arrive, and be linked to its study, runs after
+    the study's images). A parent with no keys yields an empty set, so every
+    child row is then reported as an orphan. ``max_age`` defaults to
+    :func:`default_max_age` of the region.
     """
+    published_keys = published_keys or {}
     params: dict[str, Any] = {
         "partner_id": partner_id,
         "region": region,
         "partner_ids": [partner_id],
         "regions": [region],
         "modalities": list(modalities()),
+        "max_age": default_max_age(region) if max_age is None else max_age,
         "instances_rows": tables["instances"].num_rows if "instances" in tables else 0,
     }
     params["studies_min_rows"] = 1 if params["instances_rows"] else 0
@@ -400,8 +422,37 @@ def suite_parameters(
         if fk.parameter in params:
             continue
         parent = tables.get(fk.parent)
-        keys: list[Any] = []
+        keys: set[Any] = set()
         if parent is not None and fk.parent_column in parent.column_names:
-            keys = parent.column(fk.parent_column).drop_null().unique().to_pylist()
-        params[fk.parameter] = keys
+            keys.update(parent.column(fk.parent_column).drop_null().unique().to_pylist())
+        keys.update(k for k in published_keys.get(f"{fk.parent}.{fk.parent_column}", ()) if k is not None)
+        params[fk.parameter] = sorted(keys)
     return params
+
+
+def parent_columns() -> dict[str, tuple[str, ...]]:
+    """Parent table -> key columns that children refer to (what to read from published tables)."""
+    out: dict[str, tuple[str, ...]] = {}
+    for fk in FOREIGN_KEYS:
+        out[fk.parent] = tuple(dict.fromkeys([*out.get(fk.parent, ()), fk.parent_column]))
+    return out
+
+
+def suite_documents() -> dict[str, list[dict[str, Any]]]:
+    """The suites as JSON-ready documents (GX expectation type names), for review and audit.
+
+    ``python -c "import json, expectations.suites as s; print(json.dumps(s.suite_documents(), indent=1))"``
+    """
+    import re
+
+    return {
+        table: [
+            {
+                "type": re.sub(r"(?<!^)(?=[A-Z])", "_", c.expectation).lower(),
+                "kwargs": dict(c.kwargs),
+                "on_failure": f"{c.where}: {c.message}" if c.message else f"{c.where}: missing/extra columns",
+            }
+            for c in checks
+        ]
+        for table, checks in suite_checks().items()
+    }

@@ -166,7 +166,7 @@ def _other_region(run: dict[str, pa.Table]) -> dict[str, pa.Table]:
         (_other_partner, "series.partner_id: 1 value other than the partner 'clinica_andes' (e.g. 'hospital_norte')"),
         (_orphan_instance, "instances.series_uid: 1 value not in series.series_uid (e.g. '2.25.999999')"),
         (_original_uid, "instances.sop_uid: 1 value not matching a keyed UID"),
-        (_age_130, "studies.age_at_study: 1 value outside [0, 90] (e.g. 130)"),
+        (_age_130, "studies.age_at_study: 1 value outside [0, 120] (e.g. 130)"),
         (_other_region, "patients.region: 1 value other than the partner's region 'co' (e.g. 'br')"),
     ],
     ids=["duplicate-key", "null-token", "wrong-partner", "orphan-instance", "bad-uid", "age-130", "wrong-region"],
@@ -181,6 +181,17 @@ def test_a_defect_fails_the_gate_naming_table_and_column(
     assert result.failures[0].startswith(expected), result.failures
     with pytest.raises(GateFailed, match=expected.split(":")[0]):
         result.raise_for_failures()
+
+
+def test_ages_over_89_fail_under_hipaa_safe_harbor(run: dict[str, pa.Table]) -> None:
+    """In the US, 90 stands for 90+: a 93 means the profile's age cap was not applied."""
+    old = {**run, "studies": with_values(run["studies"], "age_at_study", set_at(0, 93))}
+    us = {name: with_values(t, "region", lambda v: v.__setitem__(slice(None), ["us"] * len(v)))
+          if "region" in t.column_names else t for name, t in old.items()}  # fmt: skip
+
+    assert validate(old).success  # Colombia keeps real ages
+    result = validate_tables(us, partner_id=PARTNER, region="us", run_id="r")
+    assert result.failures == ["studies.age_at_study: 1 value outside [0, 90] (e.g. 93)"]
 
 
 def test_an_original_identifier_is_not_quoted_in_the_failure(run: dict[str, pa.Table]) -> None:
@@ -255,6 +266,27 @@ def test_a_staging_folder_is_validated_from_its_parquet_files(run: dict[str, pa.
     provided = {t: s["provided"] for t, s in result.statistics["tables"].items()}
     assert provided == {"patients": True, "studies": True, "series": True, "instances": True,
                         "reports": False, "labels": False}  # fmt: skip
+
+
+def test_a_late_report_may_refer_to_a_study_published_by_an_earlier_run(
+    run: dict[str, pa.Table], tmp_path: Path
+) -> None:
+    """Reports can arrive runs after their images; the gate then checks against published studies."""
+    staging, published = tmp_path / "staging", tmp_path / "parquet"
+    staging.mkdir()
+    published.mkdir()
+    pq.write_table(run["studies"], published / "studies.parquet")
+    pq.write_table(run["reports"], staging / "reports.parquet")
+    pq.write_table(run["labels"], staging / "labels.parquet")
+
+    alone = validate_parquet_dir(staging, PARTNER, REGION, "r3")
+    linked = validate_parquet_dir(staging, PARTNER, REGION, "r3", published_dir=published)
+
+    assert sorted(alone.failures) == [
+        "labels.study_uid: 6 values not in studies.study_uid (e.g. '2.25.007000', '2.25.007001', '2.25.007002')",
+        "reports.study_uid: 6 values not in studies.study_uid (e.g. '2.25.007000', '2.25.007001', '2.25.007002')",
+    ]
+    assert linked.success, linked.failures
 
 
 def test_the_cli_exits_1_and_lists_failures(
