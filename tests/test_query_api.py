@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 import unicodedata
 from pathlib import Path
 
@@ -323,12 +322,13 @@ def test_service_picks_up_a_new_store_without_restart(tmp_path):
     consolidate_region("co", tmp_path)
     db = ServiceDB(tmp_path / "service.sqlite")
     key = db.create_key("Acme", "standard")[0]
-    with serve_in_thread(create_app(StoreSet.discover(tmp_path), db)) as url:
+    stores = StoreSet.discover(tmp_path)
+    with serve_in_thread(create_app(stores, db)) as url:
         h = {"X-API-Key": key}
         before = httpx.get(f"{url}/api/studies", headers=h).json()["total"]
         smaller = {t: v[:3] if t == "studies" else v for t, v in rows["co_clinica_sur"].items()}
         write_partner(tmp_path, "co", "co_clinica_sur", smaller)
         consolidate_region("co", tmp_path)
-        time.sleep(1.1)
+        stores.wait_reloaded()
         after = httpx.get(f"{url}/api/studies", headers=h).json()["total"]
     assert before == 48 and after == 24 + 3
