@@ -217,10 +217,12 @@ class Deidentifier:
                 continue
             rule = self.rules.rule(tag, elem.VR)
             action = rule.action
+            if elem.VR == "SQ" and action not in (REMOVE, EMPTY):
+                # K, C, D, U on a sequence: keep it, its items follow the same rules
+                for item in elem.value or []:
+                    self._clean(item, ident, False)
+                continue
             if action == KEEP:
-                if elem.VR == "SQ":
-                    for item in elem.value or []:
-                        self._clean(item, ident, False)
                 continue
             if action == REMOVE:
                 del ds[tag]
@@ -244,7 +246,11 @@ class Deidentifier:
                         self._clean(item, ident, False)
                 elif elem.VR in ("DA", "DT", "TM"):
                     self._shift(ds, elem, ident)
-                elif elem.VR in ("LO", "SH", "LT", "ST", "UT", "UC", "CS"):
+                elif elem.VR in ("LT", "ST", "UT"):
+                    # Free-text comments and histories can name anyone (a relative, another
+                    # patient): known values can be removed, unknown names cannot, so they go.
+                    del ds[tag]
+                elif elem.VR in ("LO", "SH", "UC", "CS"):
                     cleaned = self._clean_text(str(elem.value or ""), ident.phi)
                     if cleaned is None:
                         del ds[tag]
@@ -384,9 +390,6 @@ class Deidentifier:
             ds = pydicom.dcmread(src, force=True)
         except Exception as exc:  # noqa: BLE001
             raise Quarantine("unreadable_pixel_data", type(exc).__name__) from exc
-        ts = str(ds.file_meta.get("TransferSyntaxUID", ""))
-        if ts == "1.2.840.10008.1.2.2":
-            raise Quarantine("unsupported_transfer_syntax", "Explicit VR Big Endian (retired) is not written")
         ident_for_pixels = read_identity(ds, self.keyring, self.rules, self.issuers, self.partner_id)
         modified = False
         if clean_pixels:
@@ -530,6 +533,12 @@ class Deidentifier:
         if self.profile.options.retain_longitudinal_modified_dates:
             ds.LongitudinalTemporalInformationModified = "MODIFIED"
         meta = ds.file_meta if isinstance(ds.file_meta, FileMetaDataset) else FileMetaDataset(ds.file_meta)
+        if "TransferSyntaxUID" not in meta:  # a file without meta: keep the encoding it was read in
+            implicit, little = getattr(ds, "original_encoding", (True, True))
+            meta.TransferSyntaxUID = UID(
+                "1.2.840.10008.1.2" if implicit in (True, None)
+                else ("1.2.840.10008.1.2.1" if little in (True, None) else "1.2.840.10008.1.2.2")
+            )
         meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
         meta.MediaStorageSOPClassUID = ds.SOPClassUID
         meta.ImplementationClassUID = UID(STA_IMPLEMENTATION_UID)

@@ -75,6 +75,8 @@ def collect_phi(ds: Dataset, rules: RuleBook, phi: PhiSet) -> None:
             continue
         values = elem.value if elem.VM > 1 else [elem.value]
         if elem.tag.is_private:
+            if elem.tag.is_private_creator:
+                continue  # vendor names such as "GEMS_ACQU_01", not identities
             if elem.VR in TEXT_VRS or elem.VR == "UN":
                 for v in values:
                     text = v.decode("latin-1", "ignore") if isinstance(v, bytes) else str(v)

@@ -188,7 +188,10 @@ def _propagate(text: str, findings: list[Finding]) -> list[Finding]:
     extra: list[Finding] = []
     for tok in tokens:
         for m in re.finditer(rf"(?<![^\W_]){re.escape(tok)}(?![^\W_])", folded):
-            extra.append(Finding("PERSON", m.start(), m.end(), 0.8, "propagated"))
+            # Names are written capitalised; "nascimento" in "Data de
+            # nascimento" is not the surname Nascimento.
+            if text[m.start()].isupper():
+                extra.append(Finding("PERSON", m.start(), m.end(), 0.8, "propagated"))
     for v in ids:
         pat = r"[\s.\-/]?".join(re.escape(c) for c in v)
         for m in re.finditer(rf"(?<![0-9a-z]){pat}(?![0-9a-z])", folded):

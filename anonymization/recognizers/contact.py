@@ -20,11 +20,12 @@ IP_RE = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w.])")
 
 # +CC and national forms; 7-13 digits in groups separated by space, dot or dash.
 PHONE_RE = re.compile(
-    r"(?<![\w+/.-])(?:\+\s?(?:1|5[1-8]|59[0-9])[\s.-]?)?(?:\(\s?\d{1,4}\s?\)[\s.-]?)?\d{2,5}(?:[\s.-]\d{2,5}){1,4}(?![\w/]|[.,]\d)"
+    r"(?<![\w+/.-])(?:\+\s?(?:1|5[1-8]|59[0-9])[\s.-]?(?:\(\s?\d{1,4}\s?\)[\s.-]?)?\d{1,5}|(?:\(\s?\d{1,4}\s?\)[\s.-]?)?\d{2,5})"
+    r"(?:[\s.-]\d{2,5}){1,4}(?![\w/]|[.,]\d)"
 )
 PHONE_LABEL_RE = re.compile(
     r"(?<![\w])(?:tel[ée]fono|telefone|tel[ée]f?\.?|tel|cel(?:ular)?\.?|m[óo]vil|movil|fone|fax|phone|mobile|cell|whats?app|contacto|contato)"
-    r"(?![^\W\d_])\s*(?:n[º°o]\.?|#)?\s*[:=]?\s*(?P<v>\+?[\d(][\d\s().-]{5,22}\d)",
+    r"(?![^\W\d_])\.?\s*(?:n[º°o]\.?|#)?\s*[:=]?\s*(?P<v>\+?[\d(][\d\s().-]{5,22}\d)",
     re.IGNORECASE,
 )
 
@@ -63,7 +64,12 @@ INSTITUTION_RE = re.compile(
     rf"Fundaci[óo]n|Funda[çc][ãa]o|Instituto|Policl[íi]nica|Policl[íi]nico|Santa\s+Casa|Medical\s+Center|Medical\s+Centre|Health\s+System|"
     rf"Health\s+Center|Imaging\s+Center|Laboratorio|Laborat[óo]rio|Unidad\s+M[ée]dica|IPS|E\.?S\.?E\.?|UBS|UPA|Hospital\s+Universitario|"
     rf"Hospital\s+das\s+Cl[íi]nicas|Cl[íi]nica\s+Universidad|Diagn[óo]stico|Radiolog[íi]a|Imagenolog[íi]a|Memorial|University\s+Hospital|General\s+Hospital|"
-    rf"Children's\s+Hospital)(?:\s+(?:{_PART}\s+)*{_CAP}){{1,6}}",
+    rf"Children's\s+Hospital)(?:[ \t]+(?:{_PART}[ \t]+)*{_CAP}){{1,6}}",
+)
+INSTITUTION_SUFFIX_RE = re.compile(
+    rf"(?<![\w])(?:{_CAP}[ \t](?:(?:{_PART})[ \t])?){{1,4}}(?:Medical\s+Center|Medical\s+Centre|General\s+Hospital|Memorial\s+Hospital|"
+    rf"Community\s+Hospital|Regional\s+Hospital|Children's\s+Hospital|Hospital|Clinic|Health\s+System|Health\s+Center|Imaging\s+Center|"
+    rf"Radiology|Diagnostics|Healthcare|Health)(?![\w])"
 )
 INSTITUTION_LABEL_RE = re.compile(
     r"(?<![\w])(?:instituci[óo]n|institui[çc][ãa]o|hospital|cl[íi]nica|centro|sede|unidad|unidade|facility|institution|establecimiento|estabelecimento|prestador)"
@@ -127,6 +133,8 @@ def find_contacts(text: str, language: str = "es") -> list[Span]:
         if e > s:
             out.append(("LOCATION", s, e, 0.8))
     for m in INSTITUTION_RE.finditer(text):
+        out.append(("ORGANIZATION", m.start(), m.end(), 0.7))
+    for m in INSTITUTION_SUFFIX_RE.finditer(text):
         out.append(("ORGANIZATION", m.start(), m.end(), 0.7))
     for m in INSTITUTION_LABEL_RE.finditer(text):
         s, e = _field(m)

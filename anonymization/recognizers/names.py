@@ -53,7 +53,7 @@ STOP_WORDS = {
     w.lower()
     for w in (
         "Edad Sexo Género Genero Fecha Nacimiento DNI CC CI ID HC NHC Historia Documento Identificación Cédula Cedula RUT RUN CUIT CUIL "
-        "CPF RG CNS Idade Sexo Data Nasc Nascimento Prontuário Registro Age Sex Gender DOB Date Birth MRN Record Study Estudio Exame Exam "
+        "CPF RG CNS Idade Sexo Data Prontuário Registro Age Sex Gender DOB Date Birth MRN Record Study Estudio Exame Exam "
         "Accession Acceso Acesso Accesión Teléfono Telefone Phone Tel Dirección Endereço Address Médico Medico Doctor Physician Servicio "
         "Serviço Service Modalidad Modality Región Procedimiento Procedure Solicitante Informe Laudo Report Hospital Clínica Institución "
         "Orden Pedido Order Entidad EPS Aseguradora Convenio Insurance Cama Habitación Sala Peso Talla Altura Weight Height Firma Atentamente "
@@ -64,7 +64,7 @@ STOP_WORDS = {
 }
 _TITLE_RE = re.compile(
     rf"(?<![\w])(?:Dr|Dra|Dres|Drs|Dr\(a\)|Doctor|Doctora|Doutor|Doutora|Lic|Licda|Licdo|Enf|Prof|Profa|Profª|Sr|Sra|Srta|Sres|Mr|Mrs|Ms|Miss|Mx|Don|Doña|Dona|Dª|"
-    rf"DR|DRA|SR|SRA|MR|MRS)(?:\.|(?=\s))\s*(?P<v>{FULL_NAME})"
+    rf"DR|DRA|SR|SRA|MR|MRS)(?:\.|(?=\s))[ \t]*(?P<v>{FULL_NAME})"
 )
 
 # Common given names of the region (gazetteer). Lower-case, accents removed.
@@ -97,8 +97,45 @@ FIRST_NAMES = set(
     amber marilyn beverly danielle theresa sophia marie diana brittany natalie isabella charlotte rose alexis kayla
     """.split()
 )
+# Common surnames of the region (gazetteer), lower-case without accents.
+SURNAMES = set(
+    """
+    garcia rodriguez martinez hernandez lopez gonzalez perez sanchez ramirez torres flores rivera gomez diaz reyes morales cruz ortiz
+    gutierrez chavez ramos ruiz alvarez mendoza castillo jimenez moreno romero herrera medina aguilar vargas castro guzman fernandez
+    munoz rojas salazar vasquez vazquez delgado soto contreras sandoval silva figueroa pena navarro campos acosta rios mejia guerrero
+    cabrera nunez fuentes carrillo molina valencia espinoza cardenas marin osorio restrepo arango velasquez zapata giraldo ospina
+    cardona quintero agudelo betancur jaramillo henao londono munera alzate montoya duque arias pineda suarez cortes parra bermudez
+    gaviria burgos benitez villalobos paez riffo jara araya tapia vera sepulveda carrasco espinoza bravo valenzuela alarcon yanez
+    cifuentes olivares zuniga leiva orellana pizarro toledo vidal miranda saavedra farias donoso aravena morales quiroga ibarra
+    coronel benitez acuna ledesma godoy sosa luna ojeda dominguez aguirre ferreyra ferreira gimenez cabral correa villalba cordoba
+    paredes vega andrade zambrano mora cedeno macias vera velez loor moreira intriago alvarado guaman pazmino calderon naranjo
+    santos oliveira souza sousa lima pereira costa carvalho almeida ribeiro gomes martins araujo barbosa rocha dias nascimento
+    cavalcanti freitas monteiro cardoso teixeira mendes moura nunes vieira cunha pinto campos batista fonseca moraes azevedo
+    lopes machado castro melo barros guerra mata rios viana reis ramos duarte peixoto farias brito pires sales dantas
+    smith johnson williams brown jones miller davis wilson anderson thomas taylor moore jackson martin lee thompson white harris
+    clark lewis robinson walker young allen king wright scott hill green adams baker nelson carter mitchell roberts turner phillips
+    campbell parker evans edwards collins stewart morris murphy cook rogers morgan peterson cooper reed bailey bell kelly howard
+    ward cox richardson wood watson brooks bennett gray james hughes price sanders myers long ross foster powell jenkins perry
+    russell sullivan butler barnes fisher henderson coleman simmons patterson jordan reynolds hamilton graham kim wallace horn
+    whitaker gallagher simpson nixon jacobs mccoy
+    """.split()
+)
 # Capitalised words that may follow a first name without being a surname.
 NOT_SURNAMES = STOP_WORDS | {"de", "del", "la", "el", "los", "las", "y", "e", "a", "o", "the", "and"}
+STOP_WORDS_FOLDED = {"".join(c for c in __import__("unicodedata").normalize("NFKD", w) if not __import__("unicodedata").combining(c)) for w in STOP_WORDS}
+
+
+_TITLE_AT_START = re.compile(r"(?:Dr|Dra|Dr\(a\)|Dres|Drs|Prof|Profa|Lic|Sr|Sra|Mr|Mrs|Ms)\.?[ \t]+", re.IGNORECASE)
+_CONTEXT_BEFORE_RE = re.compile(
+    rf"(?<![\w])(?:(?:el|la|o|a|the|al|do|da|del)[ \t]+)?(?:paciente|patient|señor|señora|señorita|senhor|senhora|senhorita|sr\.?|sra\.?|srta\.?|don|doña|dona|"
+    rf"(?:comenta(?:do)?|coment[óo]|habl[óo]|discuti(?:do|ó)|discussed|spoke|informad[oa]|contactad[oa]|contacted|llam[óo]|conversado)[ \t]+"
+    rf"(?:(?:el|o|the)[ \t]+(?:caso|case)[ \t]+)?(?:con|com|with|a|to|para))[ \t]+(?P<v>{NAME_TOKEN}(?:(?:[ \t]{PARTICLE})?[ \t]{NAME_TOKEN}){{1,4}})"
+)
+_CONTEXT_AFTER_RE = re.compile(
+    rf"(?P<v>{NAME_TOKEN}(?:(?:[ \t]{PARTICLE})?[ \t]{NAME_TOKEN}){{1,4}}),?[ \t]+(?:\(|su[ \t]+|seu[ \t]+|sua[ \t]+|his[ \t]+|her[ \t]+)?"
+    rf"(?:familiar|hij[oa]|espos[oa]|madre|padre|herman[oa]|acompañante|acudiente|filh[oa]|m[ãa]e|pai|irm[ãa]o?|acompanhante|"
+    rf"the[ \t]+patient's|son|daughter|wife|husband|mother|father|brother|sister|guardian)(?![\w])"
+)
 
 
 def strip_accents(s: str) -> str:
@@ -148,6 +185,10 @@ def find_names(text: str, language: str = "es") -> list[Span]:
             if first in STOP_WORDS:
                 continue
         else:
+            # A title opening the value stays ("Médico: Dr. [NOMBRE]").
+            t = _TITLE_AT_START.match(text, start)
+            if t:
+                start = t.end()
             end = _header_value_end(text, start)
         if end - start >= 2 and any(c.isalpha() for c in text[start:end]):
             out.append(("PERSON", start, end, 0.9))
@@ -168,6 +209,19 @@ def find_names(text: str, language: str = "es") -> list[Span]:
         # in prose is weaker evidence; keep it when written as a name.
         if tok[0].isupper() and tok[1:].islower() and m.start() > 0 and text[max(0, m.start() - 2) : m.start()].strip() in {",", ""}:
             out.append(("PERSON", m.start(), m.end(), 0.5))
+    # Capitalised word + known surname ("Yaneth Gaviria", "Trevor Johnson").
+    for m in re.finditer(rf"(?<![\w]){NAME_TOKEN}(?:(?:[ \t]{PARTICLE})?[ \t]{NAME_TOKEN}){{1,4}}", text):
+        words = re.findall(NAME_TOKEN, m.group())
+        folded = [strip_accents(w.lower()).strip(".") for w in words]
+        if any(f in STOP_WORDS_FOLDED for f in folded):
+            continue
+        if any(f in SURNAMES for f in folded[1:]) or folded[0] in SURNAMES and len(words) >= 2 and folded[1] in SURNAMES:
+            out.append(("PERSON", m.start(), m.end(), 0.75))
+    # Context: "la paciente X Y", "el señor X", "comenta el caso con X Y", "X Y, familiar del paciente".
+    for m in _CONTEXT_BEFORE_RE.finditer(text):
+        out.append(("PERSON", m.start("v"), m.end("v"), 0.8))
+    for m in _CONTEXT_AFTER_RE.finditer(text):
+        out.append(("PERSON", m.start("v"), m.end("v"), 0.8))
     # DICOM PN pasted in text: PEREZ^JOSE
     for m in re.finditer(rf"[{_UP}{_LO}'\- ]+\^[{_UP}{_LO}'\-^ ]+", text):
         out.append(("PERSON", m.start(), m.end(), 0.9))
