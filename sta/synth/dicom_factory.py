@@ -365,6 +365,7 @@ class SeriesWriter:
         self.rec = rec
         self.implicit = series.transfer_syntax == ImplicitVRLittleEndian
         self.encoded = _encode(base, self.implicit, study.charset)
+        self.cache: dict[tuple[int, str, str], bytes] = {}
 
     def dataset(self, inst_no: int) -> tuple[Dataset, Written]:
         """The complete instance as a pydicom Dataset (slow path, used by tests)."""
@@ -378,7 +379,7 @@ class SeriesWriter:
     def instance(self, inst_no: int) -> Written:
         d, w = self._instance(inst_no)
         enc = dict(self.encoded)
-        enc.update(_encode(d, self.implicit, self.study.charset))
+        enc.update(_encode(d, self.implicit, self.study.charset, self.cache))
         meta = DicomBytesIO()
         meta.is_little_endian, meta.is_implicit_VR = True, False
         write_file_meta_info(meta, d.file_meta, enforce_standard=True)
@@ -564,15 +565,30 @@ class SeriesWriter:
         return ds, out
 
 
-def _encode(ds: Dataset, implicit: bool, charset: str) -> dict[int, bytes]:
-    """Each top-level element of ``ds`` encoded on its own, keyed by tag (PS3.5 7.1)."""
+def _encode(ds: Dataset, implicit: bool, charset: str,
+            cache: dict[tuple[int, str, str], bytes] | None = None) -> dict[int, bytes]:
+    """Each top-level element of ``ds`` encoded on its own, keyed by tag (PS3.5 7.1).
+
+    With ``cache``, an element whose tag, VR and value were already encoded in
+    this series is reused (most instance-level attributes repeat).
+    """
     correct_ambiguous_vr(ds, True)
     out: dict[int, bytes] = {}
     for tag in ds.keys():
+        elem = ds.get_item(tag)
+        key = None
+        if cache is not None and tag != 0x7FE00010:
+            key = (int(tag), elem.VR, repr(elem.value))
+            hit = cache.get(key)
+            if hit is not None:
+                out[int(tag)] = hit
+                continue
         fp = DicomBytesIO()
         fp.is_little_endian, fp.is_implicit_VR = True, implicit
-        write_data_element(fp, ds.get_item(tag), charset)
+        write_data_element(fp, elem, charset)
         out[int(tag)] = fp.getvalue()
+        if key is not None:
+            cache[key] = out[int(tag)]
     return out
 
 
