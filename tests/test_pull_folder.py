@@ -352,3 +352,22 @@ def test_pull_memory_is_bounded_for_a_big_file(env):
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     assert r.ok and r.fetched[0].size == 256 * 1024 * 1024
     assert (after - before) < 64 * 1024, f"peak RSS grew by {(after - before) / 1024:.0f} MiB"
+
+
+def test_report_is_written_beside_the_run_and_a_concurrent_pull_is_refused(env):
+    src, partner, root = env
+    write(src / "a.dcm", b"a")
+
+    from transforms.sources.base import SourceError
+
+    class SlowListing(FolderSource):
+        def list(self):
+            with pytest.raises(SourceError, match="another pull of partner p_folder"):
+                pull_partner(partner, root, "run-concurrent")
+            yield from super().list()
+
+    r = pull_partner(partner, root, "scheduled__2026-01-01T00:00:00+00:00", source=SlowListing(src))
+    assert r.ok
+    saved = json.loads(Path(r.report_path).read_text())
+    assert saved["fetched"][0]["remote_path"] == "a.dcm"
+    assert Path(r.report_path).parent == root.work("scheduled__2026-01-01T00:00:00+00:00")

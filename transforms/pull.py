@@ -28,15 +28,18 @@ Memory is bounded by the connector's chunk size whatever the file size.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import hashlib
+import json
 import logging
 import os
 import time
 import threading
 import uuid
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -132,6 +135,7 @@ class PullReport:
     skipped: list[Skipped] = field(default_factory=list)
     failed: list[Failed] = field(default_factory=list)
     deleted_at_source: list[str] = field(default_factory=list)
+    report_path: str | None = None  # this report as JSON, under the run's work folder
 
     @property
     def ok(self) -> bool:
@@ -383,21 +387,19 @@ class _Puller:
                     return _Downloaded(sha.hexdigest(), written, current)
                 except (TransientError, ConnectionError, TimeoutError, _VerifyError, ChangedAtSource) as exc:
                     changed = isinstance(exc, ChangedAtSource)
-                    if isinstance(exc, _VerifyError):
+                    fresh: RemoteEntry | None = current
+                    if isinstance(exc, (_VerifyError, ChangedAtSource)):
                         # A checksum or size mismatch is either corruption or a change
                         # that happened after the listing; the service's fresh metadata tells.
-                        fresh = source.stat(current)
-                        if fresh is None:
-                            raise _VerifyError("vanished", f"{current.path} disappeared during the fetch") from None
-                        if fresh.version != current.version:
+                        fresh = self._stat(source, current)
+                        if fresh is not None and fresh.version != current.version:
                             changed = True
-                        else:
-                            last_error = f"{exc.reason}: {exc.detail}"
+                    if fresh is None:
+                        raise _VerifyError("vanished", f"{current.path} disappeared during the fetch") from None
                     if changed:
                         changes += 1
                         if changes > self.retries + 1:
                             raise _VerifyError("changed_repeatedly", f"{current.path} kept changing") from None
-                        fresh = source.stat(current)
                         if fresh is None:
                             raise _VerifyError("vanished", f"{current.path} disappeared during the fetch") from None
                         log.info("%s changed at the source during the fetch; fetching the new version", current.path)
@@ -426,6 +428,14 @@ class _Puller:
                     time.sleep(self.backoff * (2 ** (attempt - 1)))
                 except NotFoundAtSource:
                     raise _VerifyError("vanished", f"{current.path} disappeared before the fetch") from None
+
+    @staticmethod
+    def _stat(source: Source, entry: RemoteEntry) -> RemoteEntry | None:
+        """Fresh metadata; if the service cannot say right now, assume unchanged (then retry)."""
+        try:
+            return source.stat(entry)
+        except (TransientError, ConnectionError, TimeoutError):
+            return entry
 
     @staticmethod
     def _verify(entry: RemoteEntry, written: int, src_hasher: Hasher | None) -> None:
@@ -580,16 +590,41 @@ def pull_partner(
         raise PermissionError(f"root of partner {root.partner_id} used for partner {partner.id}")
     landing = root.ensure_inside(root.landing)
     state_path = root.ensure_inside(root.state) / _source_fingerprint(partner)
-    own = source is None
-    src = source or open_source(partner, connections or env_connection_resolver, base=root.base)
-    try:
-        return pull_from_source(
-            src, state_path, landing, partner_id=partner.id, run_id=run_id, retries=retries, backoff=backoff,
-            workers=workers,
-        )
-    finally:
-        if own:
-            src.close()
+    state_path.parent.mkdir(parents=True, exist_ok=True)
+    with _exclusive(state_path.parent / ".pull.lock", partner.id):
+        own = source is None
+        src = source or open_source(partner, connections or env_connection_resolver, base=root.base)
+        try:
+            report = pull_from_source(
+                src, state_path, landing, partner_id=partner.id, run_id=run_id, retries=retries, backoff=backoff,
+                workers=workers,
+            )
+        finally:
+            if own:
+                src.close()
+    # The full report beside the run's work files: a partner with 300,000 files
+    # makes a report too big for an XCom, so the DAG can pass this path instead.
+    work = root.work(run_id)
+    work.mkdir(parents=True, exist_ok=True)
+    report.report_path = str(work / "pull_report.json")
+    tmp = work / ".pull_report.json.tmp"
+    tmp.write_text(json.dumps(report.to_dict(), indent=1, default=str), encoding="utf-8")
+    os.replace(tmp, report.report_path)
+    return report
+
+
+@contextlib.contextmanager
+def _exclusive(lock_path: Path, partner_id: str) -> Iterator[None]:
+    """One pull per partner at a time: a second one would sweep the first one's temp files."""
+    with open(lock_path, "a+") as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SourceError(f"another pull of partner {partner_id} is running (lock {lock_path})") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 def cleanup_landing(root: "PartnerRoot", fetched_relpaths: Iterable[str]) -> dict[str, Any]:

@@ -96,12 +96,18 @@ class SFTPServer:
         self.port = self._server.sockets[0].getsockname()[1]
 
     def close(self) -> None:
-        def stop() -> None:
+        async def shutdown() -> None:
             self._server.close()
-            self._loop.stop()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
-        self._loop.call_soon_threadsafe(stop)
-        self._thread.join(5)
+        try:
+            asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(5)
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(5)
 
 
 @pytest.fixture(scope="session")
