@@ -12,7 +12,7 @@ its region, the keys of parent tables used for referential integrity, whether
 a ``studies`` row is required) is a GX *suite parameter*
 (``{"$PARAMETER": name}``) whose value :func:`suite_parameters` computes from
 the run's tables. The same suite definitions can therefore be exported as JSON
-and audited once.
+(:func:`suite_documents`) and audited once.
 
 Why these checks (what publishing a bad row would break):
 
@@ -29,7 +29,8 @@ Why these checks (what publishing a bad row would break):
 * referential integrity: an orphan instance/series/report/label cannot be
   found from a study, and a study without its patient row breaks the patient
   view. GX has no cross-table expectation, so the child column is checked
-  with ``expect_column_values_to_be_in_set`` against the parent's keys;
+  with ``expect_column_values_to_be_in_set`` against the parent's keys (this
+  run's, plus those the partner published earlier: late reports);
 * value domains: sex, age (0-90 in the US, where 90 means 90+ under HIPAA
   Safe Harbor; 0-120 elsewhere, or the profile's cap),
   DICOM modality, image size, report text present, relative file paths.

@@ -49,7 +49,7 @@ def build_run(n_studies: int = 6, series_per_study: int = 2, instances_per_serie
             dict(
                 study_uid=study, patient_token=_token(s % n_patients), partner_id=PARTNER, region=REGION,
                 country=REGION, modality="MG", modalities=["MG"], body_region="breast",
-                study_date_shifted=dt.date(2019, 5, 1), study_description="MAMMOGRAPHY", age_at_study=40 + s,
+                study_date_shifted=dt.date(2019, 5, 1), study_description="MAMMOGRAPHY", age_at_study=40 + s % 45,
                 sex="F", manufacturer="ACME", manufacturer_model="M1", n_series=series_per_study,
                 n_instances=series_per_study * instances_per_series,
             )
