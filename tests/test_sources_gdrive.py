@@ -141,6 +141,30 @@ def test_same_name_twice_and_traversal_names(gd):
         assert (root.landing / f.landing_relpath).resolve().is_relative_to(root.landing.resolve())
 
 
+def test_service_account_key_gets_a_readonly_token(gd):
+    import json
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    d, folder, pull, root = gd
+    d.add_file("a.dcm", folder, b"sa")
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    info = {
+        "type": "service_account", "project_id": "sta-test", "private_key_id": "k1",
+        "private_key": key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                         serialization.NoEncryption()).decode(),
+        "client_email": "puller@sta-test.iam.gserviceaccount.com", "client_id": "1",
+        "token_uri": f"http://127.0.0.1:{d.port}/token",
+    }  # fmt: skip
+    conn = dataclasses.replace(d.connection(), password=None,
+                               extra={"api_endpoint": d.api_endpoint, "keyfile_dict": json.dumps(info)})  # fmt: skip
+    r = pull("run1", conn=conn)
+    assert r.ok and landing_files(root) == {"a.dcm": b"sa"}
+    assert d.token_grants[-1]["iss"] == "puller@sta-test.iam.gserviceaccount.com"
+    assert d.token_grants[-1]["scope"] == "https://www.googleapis.com/auth/drive.readonly"
+
+
 def test_bad_token_fails_naming_the_connection(gd):
     d, folder, pull, root = gd
     conn = dataclasses.replace(d.connection(), password="expired")

@@ -161,3 +161,41 @@ def test_wrong_credentials_fail_naming_the_connection(s3_server, tmp_path):  # n
         pull_partner(partner, make_root(tmp_path, partner), "r", resolver(conn))
     with pytest.raises(ConnectionNotFound, match="partner_s3"):
         pull_partner(partner, make_root(tmp_path, partner), "r", resolver())
+
+
+def _cli(tmp_path, partner_yaml: str, **env):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    partners = tmp_path / "partners"
+    partners.mkdir(exist_ok=True)
+    (partners / "p_s3cli.yaml").write_text(partner_yaml)
+    env_vars = dict(os.environ, STA_PARTNERS_DIR=str(partners), STA_DATA_ROOT=str(tmp_path / "data"), **env)
+    if "AIRFLOW_CONN_PARTNER_S3" not in env:
+        env_vars.pop("AIRFLOW_CONN_PARTNER_S3", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "sta.cli", "pull", "--partner", "p_s3cli"],
+        cwd=Path(__file__).resolve().parent.parent, env=env_vars, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    return proc, (json.loads(proc.stdout) if proc.stdout.strip() else None)
+
+
+def test_sta_pull_cli_uses_airflow_conn_env_variables(s3, tmp_path):
+    server, bucket, put, pull, root, client = s3
+    put("a.dcm", b"via cli")
+    yaml_text = (
+        f"id: p_s3cli\nname: S3 CLI\ncountry: co\nregion: co\n"
+        f"source:\n  type: s3\n  conn_id: partner_s3\n  bucket: {bucket}\n  prefix: incoming\n"
+    )
+    uri = f"aws://testing:testing@/?endpoint_url={server.endpoint}&region_name=us-east-1"
+    proc, out = _cli(tmp_path, yaml_text, AIRFLOW_CONN_PARTNER_S3=uri)
+    assert proc.returncode == 0, proc.stderr
+    assert [(f["remote_path"], f["size"]) for f in out["fetched"]] == [("a.dcm", 7)]
+    landing = tmp_path / "data" / "co" / "partners" / "p_s3cli" / "landing"
+    assert (landing / "a.dcm").read_bytes() == b"via cli"
+
+    proc, out = _cli(tmp_path, yaml_text)  # no AIRFLOW_CONN_PARTNER_S3 at all
+    assert proc.returncode == 2
+    assert "partner_s3" in proc.stderr and out["ok"] is False

@@ -40,6 +40,8 @@ class DriveFake:
         self.list_calls = 0
         self.media_ranges: list[str] = []
         self.token = TOKEN
+        self.extra_tokens: set[str] = set()  # issued by /token to service accounts
+        self.token_grants: list[dict] = []
         self.root_id = self.add_folder("partner-root", None)
         handler = type("H", (_Handler,), {"drive": self})
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -135,10 +137,29 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(status, {"error": {"code": status, "message": message,
                                       "errors": [{"domain": "global", "reason": reason, "message": message}]}})  # fmt: skip
 
+    def do_POST(self) -> None:  # noqa: N802
+        """OAuth 2.0 token endpoint for service accounts (JWT bearer grant, RFC 7523)."""
+        d = self.drive
+        length = int(self.headers.get("Content-Length") or 0)
+        form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
+        if self.path != "/token" or form.get("grant_type") != "urn:ietf:params:oauth:grant-type:jwt-bearer":
+            return self._json(400, {"error": "unsupported_grant_type"})
+        header_b64, payload_b64, _sig = form["assertion"].split(".")
+        payload = json.loads(base64.urlsafe_b64decode(payload_b64 + "=" * (-len(payload_b64) % 4)))
+        d.token_grants.append(payload)
+        if "drive.readonly" not in payload.get("scope", ""):
+            return self._json(400, {"error": "invalid_scope"})
+        token = f"ya29.sa-{len(d.token_grants)}"
+        d.extra_tokens.add(token)
+        self._json(200, {"access_token": token, "expires_in": 3600, "token_type": "Bearer"})
+
     def do_GET(self) -> None:  # noqa: N802
         d = self.drive
         d.requests += 1
-        if self.headers.get("Authorization") != f"Bearer {d.token}":
+        auth = self.headers.get("Authorization", "")
+        if auth.removeprefix("Bearer ") in d.extra_tokens:
+            auth = f"Bearer {d.token}"
+        if auth != f"Bearer {d.token}":
             return self._error(401, "authError", "Invalid Credentials")
         url = urlsplit(self.path)
         qs = {k: v[0] for k, v in parse_qs(url.query).items()}
