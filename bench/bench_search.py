@@ -68,7 +68,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_service(store: Path, db: Path) -> tuple[subprocess.Popen, str, str]:
+def start_service(store: Path, db: Path, workers: int = 1) -> tuple[subprocess.Popen, str, str]:
     env = {**os.environ, "STA_SERVICE_DB": str(db), "PYTHONPATH": str(PROJECT)}
     key = subprocess.run(
         [sys.executable, "-m", "sta.cli", "apikey", "create", "--customer", "bench", "--plan", "pro",
@@ -76,7 +76,8 @@ def start_service(store: Path, db: Path) -> tuple[subprocess.Popen, str, str]:
     ).stdout.strip()
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sta.cli", "serve", "--port", str(port), "--store", str(store), "--db", str(db)],
+        [sys.executable, "-m", "sta.cli", "serve", "--port", str(port), "--store", str(store), "--db", str(db),
+         "--workers", str(workers)],
         env=env, cwd=PROJECT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
     url = f"http://127.0.0.1:{port}"
@@ -85,7 +86,7 @@ def start_service(store: Path, db: Path) -> tuple[subprocess.Popen, str, str]:
         if proc.poll() is not None:
             raise RuntimeError("service exited: " + (proc.stderr.read() if proc.stderr else ""))
         try:
-            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+            if httpx.get(url + "/healthz", timeout=30).status_code == 200:
                 return proc, url, key
         except httpx.HTTPError:
             time.sleep(0.2)
@@ -200,13 +201,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--requests", type=int, default=60, help="per sequential workload")
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--seconds", type=float, default=30)
+    ap.add_argument("--workers", type=int, default=1, help="service worker processes")
     ap.add_argument("--json", help="also write the figures to this file")
     args = ap.parse_args(argv)
 
     BENCH_DIR.mkdir(parents=True, exist_ok=True)
     store = ensure_store(args.studies)
     db = BENCH_DIR / "service.sqlite"
-    proc, url, key = start_service(store, db)
+    proc, url, key = start_service(store, db, args.workers)
     try:
         rng = random.Random(42)
         with httpx.Client(base_url=url, headers={"X-API-Key": key}, timeout=60) as c:
@@ -249,8 +251,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, value, target, ok in rows:
         mark = "" if ok is None else ("  ok" if ok else "  MISSED")
         print(f"{name:<42} {value:>14}   {target:>8}{mark}")
-    print(f"(sequential: {args.requests} requests per workload, varied filters; "
-          f"{os.cpu_count()} CPUs; load mix 60% filtered, 25% keyword, 15% timeline)")
+    print(f"(sequential: {args.requests} requests per workload, varied filters; {os.cpu_count()} CPUs; "
+          f"{args.workers} service worker(s); load mix 60% filtered, 25% keyword, 15% timeline; "
+          f"load average at the end {os.getloadavg()[0]:.1f})")
     if args.json:
         Path(args.json).write_text(json.dumps({
             "page_ms": page, "keyword_ms": kw, "patient_ms": pat, "load": load, "total": total}, indent=1))

@@ -156,6 +156,7 @@ SINGLE = [
     {"q": "fratura"},
     {"q": "calcificacion"},
     {"q": "nódulo pulmonar"},
+    {"q": "head_neck"},
 ]
 COMBINED = [
     {"modality": ["MR", "CT"], "sex": ["F"], "age_min": 40, "age_max": 60, "q": "nodulo"},
@@ -295,6 +296,17 @@ def test_cli_search_prints_what_the_api_returns(env, capsys, monkeypatch):
     assert cli == api
     assert sta_main(["search", "--q", "nodulo"]) == 0
     assert re.search(r"Mostrando 1 a 10 de \d+ resultados", capsys.readouterr().out)
+
+
+def test_cli_lists_patients_linked_across_partners(env, capsys, monkeypatch):
+    monkeypatch.setenv("STA_DATA_ROOT", str(env["root"]))
+    assert sta_main(["search", "--linked", "--page-size", "50", "--json"]) == 0
+    linked = json.loads(capsys.readouterr().out)
+    partners_of: dict[str, set] = {}
+    for s in env["studies"]:
+        partners_of.setdefault(s["patient_token"], set()).add(s["partner_id"])
+    assert {p["patient_token"] for p in linked} == {t for t, ps in partners_of.items() if len(ps) > 1}
+    assert demo_token(0) in {p["patient_token"] for p in linked if p["regions"] == ["br", "co"]}
 
 
 def test_cli_apikey_create_gives_a_working_key(env, capsys, monkeypatch):

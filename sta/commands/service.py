@@ -50,11 +50,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print("sta serve: warning: no consolidated store found yet; searches return nothing "
               "until a linking run writes one", file=sys.stderr)
     db = _db(args)
-    app = create_app(stores, db)
     print(f"STA search page: http://{args.host}:{args.port}/  (API docs: /docs; regions: "
-          f"{', '.join(stores.regions) or 'none'}; keys: {db.path})", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
-                workers=1, access_log=args.log_level == "debug")
+          f"{', '.join(stores.regions) or 'none'}; keys: {db.path}; workers: {args.workers})", flush=True)
+    if args.workers > 1:
+        # Worker processes build their own stores and indexes from the environment.
+        import os
+
+        from sta.config import data_root
+
+        os.environ["STA_SERVICE_DB"] = str(db.path)
+        os.environ["STA_DATA_ROOT"] = str(Path(args.data_root).resolve() if args.data_root else data_root())
+        if args.store:
+            os.environ["STA_SERVE_STORES"] = os.pathsep.join(str(Path(p).resolve()) for p in args.store)
+        db.close()
+        uvicorn.run("sta.service.app:create_app_from_env", factory=True, host=args.host,
+                    port=args.port, log_level=args.log_level, workers=args.workers,
+                    access_log=args.log_level == "debug")
+        return 0
+    stores.snapshot()  # build the indexes before the first request
+    uvicorn.run(create_app(stores, db), host=args.host, port=args.port, log_level=args.log_level,
+                access_log=args.log_level == "debug")
     return 0
 
 
@@ -101,6 +116,16 @@ def cmd_search(args: argparse.Namespace) -> int:
             print("sta search: error: invalid API key", file=sys.stderr)
             return 2
         regions = stores.available(customer.regions)
+    if args.linked:
+        out = query.linked_patients(stores, regions, args.page_size)
+        if args.json:
+            print(json.dumps(out, ensure_ascii=False, indent=2))
+            return 0
+        print(f"Pacientes vistos en más de un proveedor ({len(out)}):")
+        for p in out:
+            print(f"  {p['patient_token']}  {p['n_studies']} estudios  proveedores: "
+                  f"{', '.join(p['partners'])}  regiones: {', '.join(p['regions'])}")
+        return 0
     if args.patient:
         out = query.patient_timeline(stores, args.patient, regions)
         if out is None:
@@ -139,6 +164,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("serve", help="run the query service and search page")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--workers", type=int, default=1,
+                   help="worker processes (each holds its own in-memory indexes)")
     p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
     _add_store_args(p)
     p.set_defaults(func=cmd_serve)
@@ -169,6 +196,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--page", type=int, default=1)
     p.add_argument("--page-size", type=int, default=10)
     p.add_argument("--patient", metavar="TOKEN", help="print this patient's timeline instead")
+    p.add_argument("--linked", action="store_true",
+                   help="list patients seen at more than one partner (up to --page-size)")
     p.add_argument("--api-key", help="search as this customer (its regions; audited)")
     p.add_argument("--json", action="store_true", help="print exactly what the API returns")
     _add_store_args(p)

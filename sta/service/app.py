@@ -42,3 +42,18 @@ def create_app(stores: StoreSet, db: ServiceDB) -> FastAPI:
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
     return app
+
+
+def create_app_from_env() -> FastAPI:
+    """App factory for ``uvicorn --factory`` with several worker processes
+    (``sta serve --workers N``): each worker opens the stores itself, from
+    ``STA_SERVE_STORES`` (os.pathsep-separated store files) or, when unset,
+    every store under ``STA_DATA_ROOT``; keys from ``STA_SERVICE_DB``."""
+    import os
+
+    from sta.config import data_root
+    from sta.service.db import default_db_path
+
+    paths = [p for p in os.environ.get("STA_SERVE_STORES", "").split(os.pathsep) if p]
+    stores = StoreSet.from_paths([Path(p) for p in paths]) if paths else StoreSet.discover(data_root())
+    return create_app(stores, ServiceDB(default_db_path(data_root())))
