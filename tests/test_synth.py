@@ -5,8 +5,11 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -23,10 +26,16 @@ SEED = 20260
 
 @pytest.fixture(scope="module")
 def trees(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict, dict]:
+    """Two runs with the same seed: one here, one in a fresh interpreter with another hash seed."""
     a = tmp_path_factory.mktemp("synth_a")
     b = tmp_path_factory.mktemp("synth_b")
     sa = generate(a, N, SEED)
-    sb = generate(b, N, SEED)
+    code = ("import json, sys; from pathlib import Path; from sta.synth import generate; "
+            f"print(json.dumps(generate(Path(sys.argv[1]), {N}, {SEED})))")
+    env = dict(os.environ, PYTHONHASHSEED="4242")
+    proc = subprocess.run([sys.executable, "-c", code, str(b)], cwd=Path(__file__).resolve().parent.parent,
+                          env=env, capture_output=True, text=True, timeout=120, check=True)
+    sb = json.loads(proc.stdout.strip().splitlines()[-1])
     return a, b, sa, sb
 
 
