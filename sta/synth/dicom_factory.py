@@ -272,8 +272,7 @@ def _study_fields(ds: Dataset, rec: Recorder, study: Study, series: SeriesPlan, 
     rec.phi[f"({g:04X},1011)"] = study.patient.mrn
     blk.add_new(0x12, "DA", sd)
     rec.phi[f"({g:04X},1012)"] = sd
-    note = (f"Solicitado por {study.staff.referring_display}" if p.country == "co"
-            else f"Solicitado por {study.staff.referring_display}")
+    note = f"Solicitado por {study.staff.referring_display}"  # same words in es and pt
     blk.add_new(0x13, "LT", note)
     rec.phi[f"({g:04X},1013)"] = note
     vk = _vendor_key(study.device.manufacturer)
@@ -329,10 +328,7 @@ def _burn_header(study: Study, series: SeriesPlan, when: datetime) -> tuple[list
     """Lines a modality prints in the image corner: name, MRN, date (PHI) and institution."""
     pat = study.patient
     name = strip_accents(pat.pn).upper().replace("^", ", ").rstrip(", ")
-    if pat.partner.country == "co":
-        date_s = when.strftime("%d/%m/%Y")
-    else:
-        date_s = when.strftime("%d/%m/%Y")
+    date_s = when.strftime("%d/%m/%Y")  # both countries print day first
     time_s = when.strftime("%H:%M:%S")
     phi = [name, pat.mrn, date_s, time_s, pat.partner.institution_dicom]
     return phi, [name, f"ID: {pat.mrn}", f"{date_s} {time_s}", pat.partner.institution_dicom]
@@ -482,6 +478,16 @@ class SeriesWriter:
             ds.ImageType = ["ORIGINAL", "PRIMARY", "ABDOMINAL" if target == "ABDOMEN" else "SMALL PARTS"]
             ds.BurnedInAnnotation = "YES"
             ds.TransducerData = annotations[2]
+            region = Dataset()  # PS3.3 C.8.5.5: where the calibrated B-mode image is
+            region.RegionSpatialFormat = 1
+            region.RegionDataType = 1
+            region.RegionFlags = 0
+            region.RegionLocationMinX0, region.RegionLocationMinY0 = 20, 18
+            region.RegionLocationMaxX1, region.RegionLocationMaxY1 = cols - 21, rows - 9
+            region.PhysicalUnitsXDirection = region.PhysicalUnitsYDirection = 3  # cm
+            region.PhysicalDeltaX = region.PhysicalDeltaY = 0.025
+            region.ReferencePixelX0, region.ReferencePixelY0 = cols // 2, 18
+            ds.SequenceOfUltrasoundRegions = Sequence([region])
             if nf > 1:
                 ds.FrameTime = "33.3"
                 ds.CineRate = 30
