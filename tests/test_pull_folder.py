@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -371,3 +370,30 @@ def test_report_is_written_beside_the_run_and_a_concurrent_pull_is_refused(env):
     saved = json.loads(Path(r.report_path).read_text())
     assert saved["fetched"][0]["remote_path"] == "a.dcm"
     assert Path(r.report_path).parent == root.work("scheduled__2026-01-01T00:00:00+00:00")
+
+
+def test_file_withdrawn_before_processing_is_removed_from_landing(env):
+    src, partner, root = env
+    write(src / "wrong-patient.dcm", b"uploaded by mistake")
+    write(src / "ok.dcm", b"ok")
+    pull_partner(partner, root, "run1")  # run1's processing fails: no cleanup
+    (src / "wrong-patient.dcm").unlink()
+    r2 = pull_partner(partner, root, "run2")
+    assert r2.deleted_at_source == ["wrong-patient.dcm"]
+    assert r2.removed_from_landing == ["wrong-patient.dcm"]
+    assert [f.remote_path for f in r2.fetched] == ["ok.dcm"]
+    assert landing_files(root) == {"ok.dcm": b"ok"}
+
+
+def test_file_renamed_before_processing_is_processed_under_its_new_name(env):
+    src, partner, root = env
+    write(src / "scan.dcm", b"the only copy")
+    pull_partner(partner, root, "run1")  # not processed (run failed)
+    (src / "scan.dcm").rename(src / "scan-renamed.dcm")
+    r2 = pull_partner(partner, root, "run2")
+    assert [(f.remote_path, f.landing_relpath) for f in r2.fetched] == [("scan-renamed.dcm", "scan.dcm")]
+    assert r2.skipped == [] and r2.removed_from_landing == []
+    assert landing_files(root) == {"scan.dcm": b"the only copy"}
+    cleanup_landing(root, [f.landing_relpath for f in r2.fetched])
+    r3 = pull_partner(partner, root, "run3")
+    assert r3.fetched == [] and [s.reason for s in r3.skipped] == ["unchanged"]

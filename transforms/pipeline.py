@@ -320,11 +320,15 @@ def stage_build_tables(partner_id: str, run_id: str) -> dict[str, Any]:
 @_timed
 def stage_validate(partner_id: str, run_id: str) -> dict[str, Any]:
     """The Great Expectations checkpoint: nothing is published unless it passes."""
+    from anonymization.profiles import load_profile
     from expectations.gate import validate_parquet_dir
 
     partner, root = _ctx(partner_id)
     work = _work(root, run_id)
-    result = validate_parquet_dir(work / "tables", partner_id=partner.id, region=partner.region, run_id=run_id)
+    cap = load_profile(partner.profile, partner.profile_overrides).age_cap
+    # published_dir: reports of this run may land on studies published by earlier runs
+    result = validate_parquet_dir(work / "tables", partner_id=partner.id, region=partner.region, run_id=run_id,
+                                  published_dir=root.parquet, max_age=cap)
     _write_json(work / "gate.json", result.to_dict())
     if not result.success:
         raise GateFailed(f"{partner.id}: validation failed: " + "; ".join(result.failures[:10]))

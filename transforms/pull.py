@@ -135,6 +135,8 @@ class PullReport:
     skipped: list[Skipped] = field(default_factory=list)
     failed: list[Failed] = field(default_factory=list)
     deleted_at_source: list[str] = field(default_factory=list)
+    # Unprocessed landing copies removed because the source withdrew or renamed them.
+    removed_from_landing: list[str] = field(default_factory=list)
     report_path: str | None = None  # this report as JSON, under the run's work folder
 
     @property
@@ -223,6 +225,7 @@ class _Puller:
         self.run_contents: dict[str, tuple[str, str]] = {}  # sha256 -> (remote id, path), this run
         self.run_source_hashes: dict[str, tuple[str, str]] = {}  # service checksum -> (remote id, path)
         self._dirs_ok: set[str] = set()
+        self.run_duplicates: dict[str, list[RemoteEntry]] = {}  # sha256 -> entries skipped as its copies
 
     # -- decisions (main thread) -------------------------------------------------
     def decide(self, entry: RemoteEntry) -> _Job | None:
@@ -256,6 +259,8 @@ class _Puller:
                 seen = (known.first_remote_id, known.first_path)
             if seen is not None and seen[0] != entry.remote_id:
                 self.state.record_duplicate(entry, known.sha256 if known else None, seen[1], rep.run_id)
+                if known is not None:
+                    self.run_duplicates.setdefault(known.sha256, []).append(entry)
                 rep.skipped.append(Skipped(entry.path, "duplicate_content", entry.remote_id, f"same as {seen[1]}"))
                 return None
             self.run_source_hashes.setdefault(entry.source_hash, (entry.remote_id, entry.path))
@@ -267,6 +272,30 @@ class _Puller:
         self._claim(rel, entry.remote_id)
         tmp = final.parent / f"{TEMP_PREFIX}{uuid.uuid4().hex}.part"
         return _Job(entry, prev, rel, final, tmp)
+
+    def adopt(self, entry: RemoteEntry, old: Any) -> None:
+        """``entry`` (skipped as a copy of ``old``'s bytes) takes over ``old``'s unprocessed landing file."""
+        self.state.adopt(entry.remote_id, old.landing_relpath, old.sha256)
+        self.report.skipped = [
+            s for s in self.report.skipped if not (s.remote_id == entry.remote_id and s.reason == "duplicate_content")
+        ]
+        self.report.fetched.append(
+            PulledFile(old.landing_relpath, entry.path, entry.remote_id, old.size or 0, old.sha256,
+                       entry.source_hash, entry.mtime, old.landing_relpath != entry.path, carried_over=True)
+        )  # fmt: skip
+
+    def remove_landed(self, relpath: str) -> None:
+        """Delete an unprocessed landing copy nothing will process any more."""
+        if relpath in self.run_relpaths:
+            return  # claimed by a file of this run
+        p = self.landing / relpath
+        if ".." in Path(relpath).parts or not p.parent.resolve().is_relative_to(self.landing_resolved):
+            return
+        try:
+            p.unlink()
+        except FileNotFoundError:
+            return
+        self.report.removed_from_landing.append(relpath)
 
     def _parent_ok(self, parent: Path) -> bool:
         """Create ``parent`` and check it resolves inside landing (no symlinked escape)."""
@@ -332,6 +361,7 @@ class _Puller:
         if dup is not None and dup[0] != entry.remote_id:
             job.tmp.unlink(missing_ok=True)
             self.state.record_duplicate(fetched_entry, got.sha256, dup[1], rep.run_id)
+            self.run_duplicates.setdefault(got.sha256, []).append(fetched_entry)
             rep.skipped.append(Skipped(entry.path, "duplicate_content", entry.remote_id, f"same as {dup[1]}"))
             return
         if prev is not None and prev.sha256 == got.sha256 and prev.status in ("done", "duplicate"):
@@ -341,6 +371,9 @@ class _Puller:
             rep.skipped.append(Skipped(entry.path, "unchanged", entry.remote_id, "same content, new metadata"))
             return
         os.replace(job.tmp, job.final)
+        if prev is not None and prev.status == "landed" and prev.landing_relpath not in (None, job.rel):
+            # An unprocessed older copy under another name (renamed at the source).
+            self.remove_landed(prev.landing_relpath)
         self.run_contents[got.sha256] = (entry.remote_id, entry.path)
         self.state.record_fetched(fetched_entry, got.sha256, job.rel, rep.run_id)
         rep.bytes_fetched += got.size
@@ -558,9 +591,20 @@ def pull_from_source(
         if report.listing_complete:
             gone = sorted(state.live_ids() - seen)
             if gone:
-                rows = [state.get(rid) for rid in gone]
+                rows = [r for r in (state.get(rid) for rid in gone) if r is not None]
                 state.mark_deleted(gone, run_id)
-                report.deleted_at_source = [r.path for r in rows if r is not None]
+                report.deleted_at_source = sorted(r.path for r in rows)
+                for r in rows:
+                    if r.status != "landed" or not r.landing_relpath:
+                        continue
+                    heirs = puller.run_duplicates.get(r.sha256 or "")
+                    if heirs:
+                        # Renamed (or re-uploaded) at the source before a run processed it:
+                        # the live copy, skipped above as a duplicate, inherits the landing file.
+                        puller.adopt(heirs[0], r)
+                    else:
+                        # Withdrawn by the partner before a run processed it: must not be processed.
+                        puller.remove_landed(r.landing_relpath)
     for items in (report.fetched, report.skipped, report.failed):
         items.sort(key=lambda x: x.remote_path)  # type: ignore[attr-defined]
     report.finished_at = _now()

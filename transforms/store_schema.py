@@ -9,12 +9,16 @@ the partners published them (so a partner's rows can be replaced by
                     passed with ``--store`` still says where its rows live.
 ``store_partners``  one row per loaded partner: a fingerprint of the Parquet it
                     loaded, so a re-run with nothing re-published is a no-op.
-``search_studies``  one row per study, denormalised for search: labels as a
-                    list, the report text, an accent-free lower-case
-                    ``search_text``, the representative series and its
-                    thumbnail, and the DICOM tags a result card shows. Search
-                    then reads one table with no joins, which is what keeps a
-                    page with facet counts fast at millions of studies.
+``search_studies``  one row per study, denormalised for search: the filter
+                    columns, labels as a list, the representative series and
+                    its thumbnail, and ``card``, the JSON of everything a
+                    result shows (report text, DICOM tags). Sorted by patient
+                    token, numbered densely by ``sid``, ART-indexed on sid,
+                    token and study UID, so a page or a timeline is a few
+                    index lookups.
+``search_terms``    the keyword index: (term, sid) of the accent-free,
+                    lower-case words of each study's description, report and
+                    series descriptions; ``search_vocab`` lists the terms.
 
 The same ``rebuild_search`` fills ``search_studies`` for the consolidation
 and for the synthetic benchmark store, so both have the same shape.
@@ -27,39 +31,50 @@ import pyarrow as pa
 
 from transforms.schema import TABLES
 
-LAYOUT_VERSION = "2"
+LAYOUT_VERSION = "3"
 
-SEARCH_COLUMNS_SQL = """
-CREATE TABLE IF NOT EXISTS search_studies (
-    sid INTEGER,
-    study_uid VARCHAR,
-    patient_token VARCHAR,
-    partner_id VARCHAR,
-    region VARCHAR,
-    country VARCHAR,
-    modality VARCHAR,
-    modalities VARCHAR[],
-    body_region VARCHAR,
-    study_date DATE,
-    study_description VARCHAR,
-    age INTEGER,
-    sex VARCHAR,
-    manufacturer VARCHAR,
-    manufacturer_model VARCHAR,
-    n_series INTEGER,
-    n_instances INTEGER,
-    labels VARCHAR[],
-    report_text VARCHAR,
-    report_language VARCHAR,
-    search_text VARCHAR,
-    thumb_series_uid VARCHAR,
-    thumbnail VARCHAR,
-    body_part VARCHAR,
-    series_description VARCHAR,
-    rows INTEGER,
-    cols INTEGER
+SEARCH_COLUMNS: list[tuple[str, str]] = [
+    ("sid", "INTEGER"),  # dense row number, 1..n, in (patient_token, date, uid) order
+    ("study_uid", "VARCHAR"),
+    ("patient_token", "VARCHAR"),
+    ("partner_id", "VARCHAR"),
+    ("region", "VARCHAR"),
+    ("country", "VARCHAR"),
+    ("modality", "VARCHAR"),
+    ("modalities", "VARCHAR[]"),
+    ("body_region", "VARCHAR"),
+    ("study_date", "DATE"),
+    ("study_description", "VARCHAR"),
+    ("age", "INTEGER"),
+    ("sex", "VARCHAR"),
+    ("manufacturer", "VARCHAR"),
+    ("manufacturer_model", "VARCHAR"),
+    ("n_series", "INTEGER"),
+    ("n_instances", "INTEGER"),
+    ("labels", "VARCHAR[]"),
+    ("report_language", "VARCHAR"),
+    ("thumb_series_uid", "VARCHAR"),
+    ("thumbnail", "VARCHAR"),
+    ("body_part", "VARCHAR"),
+    ("series_description", "VARCHAR"),
+    ("rows", "INTEGER"),
+    ("cols", "INTEGER"),
+    ("card", "VARCHAR"),  # JSON of every field a result shows, report text included
+]
+SEARCH_COLUMNS_SQL = (
+    "CREATE TABLE IF NOT EXISTS search_studies ("
+    + ", ".join(f"{n} {t}" for n, t in SEARCH_COLUMNS) + ")"
 )
-"""
+
+# The fields of a result card, in ``search_studies.card`` (JSON). A page of
+# results reads this one column for its ~10 rows: each extra column fetched
+# costs about a millisecond per page at a million studies.
+CARD_FIELDS = (
+    "study_uid", "patient_token", "partner_id", "region", "country", "modality", "modalities",
+    "body_region", "study_date", "study_description", "age", "sex", "manufacturer",
+    "manufacturer_model", "n_series", "n_instances", "labels", "report_text", "report_language",
+    "thumb_series_uid", "thumbnail", "body_part", "series_description", "rows", "cols",
+)
 
 
 def create_tables(con: duckdb.DuckDBPyConnection, region: str) -> None:
@@ -109,8 +124,12 @@ def rebuild_search(con: duckdb.DuckDBPyConnection) -> int:
     instead of a scan of every report (measured: ~200 ms for a LIKE scan).
     """
     con.execute("DROP TABLE IF EXISTS search_studies")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE search_staging AS {_search_select_sql()}")
     con.execute(SEARCH_COLUMNS_SQL)
-    con.execute(_search_insert_sql())
+    columns = [n for n, _t in SEARCH_COLUMNS if n != "card"]
+    card = "to_json(struct_pack(" + ", ".join(f"{f} := {f}" for f in CARD_FIELDS) + "))::VARCHAR"
+    con.execute(f"INSERT INTO search_studies SELECT {', '.join(columns)}, {card} "
+                "FROM search_staging ORDER BY sid")
     # A result page reads ~10 rows by sid: with the index that is a fetch of
     # those rows (~12 ms for 10 rows at a million studies) instead of a scan
     # decompressing every column (~470 ms measured).
@@ -121,8 +140,9 @@ def rebuild_search(con: duckdb.DuckDBPyConnection) -> int:
         "CREATE OR REPLACE TABLE search_terms AS "
         "SELECT DISTINCT term, sid FROM ("
         "  SELECT sid, unnest(regexp_split_to_array(search_text, '[^\\p{L}\\p{N}]+')) AS term"
-        "  FROM search_studies) WHERE term <> '' ORDER BY term, sid"
+        "  FROM search_staging) WHERE term <> '' ORDER BY term, sid"
     )
+    con.execute("DROP TABLE search_staging")
     con.execute(
         "CREATE OR REPLACE TABLE search_vocab AS "
         "SELECT term, count(*)::INTEGER AS df FROM search_terms GROUP BY term ORDER BY term"
@@ -130,8 +150,9 @@ def rebuild_search(con: duckdb.DuckDBPyConnection) -> int:
     return con.execute("SELECT count(*) FROM search_studies").fetchone()[0]
 
 
-def _search_insert_sql() -> str:
-    """SQL that fills ``search_studies`` from the six base tables.
+def _search_select_sql() -> str:
+    """SQL of the rows of ``search_studies`` (plus their ``search_text``,
+    which only the keyword index needs) from the six base tables.
 
     Why these choices:
     - labels become ``'name:value'`` strings, lower-case, so ``label=birads:2``
@@ -147,7 +168,6 @@ def _search_insert_sql() -> str:
       instances (ties by series number), the one a human would look at first.
     """
     return """
-INSERT INTO search_studies
 WITH lab AS (
     SELECT study_uid, partner_id,
            list_sort(list_distinct(list(lower(label || ':' || coalesce(value, ''))))) AS labels
@@ -170,17 +190,17 @@ WITH lab AS (
     SELECT series_uid, partner_id, max(rows) AS rows, max(cols) AS cols
     FROM instances GROUP BY series_uid, partner_id
 )
-SELECT row_number() OVER (ORDER BY s.patient_token, s.study_date_shifted, s.study_uid)::INTEGER,
+SELECT row_number() OVER (ORDER BY s.patient_token, s.study_date_shifted, s.study_uid)::INTEGER AS sid,
        s.study_uid, s.patient_token, s.partner_id, s.region, s.country,
        s.modality,
-       coalesce(s.modalities, CASE WHEN s.modality IS NULL THEN [] ELSE [s.modality] END),
-       coalesce(s.body_region, 'unknown'),
-       s.study_date_shifted, s.study_description, s.age_at_study, s.sex,
+       coalesce(s.modalities, CASE WHEN s.modality IS NULL THEN [] ELSE [s.modality] END) AS modalities,
+       coalesce(s.body_region, 'unknown') AS body_region,
+       s.study_date_shifted AS study_date, s.study_description, s.age_at_study AS age, s.sex,
        s.manufacturer, s.manufacturer_model, s.n_series, s.n_instances,
-       coalesce(lab.labels, []),
+       coalesce(lab.labels, []) AS labels,
        rep.report_text, rep.report_language,
        lower(strip_accents(concat_ws(' ', s.study_description, rep.report_text,
-                                     ser.all_series_descriptions))),
+                                     ser.all_series_descriptions))) AS search_text,
        ser.thumb_series_uid, ser.thumbnail, ser.body_part, ser.series_description,
        inst.rows, inst.cols
 FROM studies s

@@ -173,6 +173,15 @@ class SyncState:
         )
         self._touch()
 
+    def adopt(self, remote_id: str, landing_relpath: str, sha256: str) -> None:
+        """A file recorded as a duplicate becomes the owner of an unprocessed landing copy."""
+        self._db.execute(
+            "UPDATE files SET status='landed', landing_relpath=?, sha256=?, duplicate_of=NULL, updated_at=? "
+            "WHERE remote_id=?",
+            (landing_relpath, sha256, time.time(), remote_id),
+        )
+        self._touch()
+
     def mark_deleted(self, remote_ids: Iterable[str], run_id: str) -> None:
         self._db.executemany(
             "UPDATE files SET status='deleted', deleted_run=?, updated_at=? WHERE remote_id=?",

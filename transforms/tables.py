@@ -107,9 +107,10 @@ def build_tables(partner: PartnerConfig, work: Path) -> dict[str, pa.Table]:
              "sex": r["sex"], "birth_decade": decade},
         )
 
-    labels: list[dict[str, Any]] = []
-    for rep in reports:
-        labels.extend(label_text(rep["study_uid"], partner.id, rep["text_scrubbed"]))
+    labels: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+    for rep in reports:  # a study may have several reports (a PDF and its text export)
+        for lab in label_text(rep["study_uid"], partner.id, rep["text_scrubbed"]):
+            labels[(lab["study_uid"], lab["label"], lab["value"], lab["model"])] = lab
     # A report may land on a study published in an earlier run; labels follow it.
     _write_links(work)
 
@@ -119,7 +120,7 @@ def build_tables(partner: PartnerConfig, work: Path) -> dict[str, pa.Table]:
         "series": series,
         "instances": instances,
         "reports": reports,
-        "labels": labels,
+        "labels": list(labels.values()),
     }
     return {name: pa.Table.from_pylist(rows, schema=TABLES[name]) for name, rows in data.items()}
 

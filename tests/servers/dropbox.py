@@ -25,7 +25,6 @@ import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 
@@ -268,4 +267,4 @@ def dropbox_server() -> Iterator[DropboxFake]:
         d.httpd.shutdown()
 
 
-__all__ = ["DropboxFake", "Path", "content_hash", "dropbox_server"]
+__all__ = ["DropboxFake", "content_hash", "dropbox_server"]

@@ -52,10 +52,6 @@ _TRANSIENT = (
 )
 
 
-def _truthy(v: Any) -> bool:
-    return str(v).lower() in ("1", "true", "yes", "on")
-
-
 class S3Source(Source):
     kind = "s3"
     max_workers = 8  # boto3 clients are thread-safe: clone() is self
