@@ -38,7 +38,7 @@ from transforms.store_schema import LAYOUT_VERSION  # noqa: E402
 BENCH_DIR = PROJECT / "build" / "bench"
 MODALITIES = ["CR", "DX", "CT", "MR", "US", "MG", "PT"]
 BODY = ["head_neck", "chest", "abdomen", "msk", "pelvis", "breast", "whole_body"]
-LABELS = ["birads:2", "birads:4", "normality:abnormal", "condition:pneumonia", "condition:fracture"]
+LABELS = ["birads:2", "birads:4", "normal:yes", "finding:pneumonia", "finding:fracture", "finding"]
 MAKERS = ["GE Healthcare", "Siemens Healthineers", "Philips", "Canon Medical"]
 KEYWORDS = ["nodulo", "nódulo", "fractura", "neumonía", "calcificações", "derrame", "quiste", "cisto",
             "pneumonia", "fracture", "atelectasia", "lesión hipodensa", "masa irregular", "birads"]

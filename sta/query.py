@@ -43,6 +43,7 @@ Keywords
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
@@ -69,12 +70,6 @@ EXCERPT_CHARS = 280
 # (transforms.schema.STUDIES.modality); "age" counts by decade ("40-49").
 FACETS = ["modality", "body_region", "sex", "age", "manufacturer", "country", "partner", "label"]
 
-RESULT_COLUMNS = (
-    "study_uid, patient_token, partner_id, region, country, modality, modalities, body_region, "
-    "study_date, study_description, age, sex, manufacturer, manufacturer_model, n_series, "
-    "n_instances, labels, report_text, report_language, thumb_series_uid, thumbnail, body_part, "
-    "series_description, rows, cols"
-)
 
 
 @dataclass
@@ -189,7 +184,13 @@ class RegionIndex:
     }
 
     def __init__(self, con: duckdb.DuckDBPyConnection, region: str) -> None:
+        from transforms.store_schema import LAYOUT_VERSION
+
         self.region = region
+        row = con.execute(f"SELECT value FROM st_{region}.store_meta WHERE key = 'layout_version'").fetchone()
+        if not row or row[0] != LAYOUT_VERSION:
+            raise ValueError(f"the {region} store has layout {row[0] if row else '?'}, this service "
+                             f"reads layout {LAYOUT_VERSION}: re-run its linking (consolidate_region)")
         src = f"st_{region}.search_studies"
         self.n = int(con.execute(f"SELECT count(*) FROM {src}").fetchone()[0])
         self.values: dict[str, list[str]] = {}
@@ -443,7 +444,7 @@ def _tags(row: dict[str, Any]) -> dict[str, Any]:
         "BodyPartExamined": row["body_part"],
         "StudyDescription": row["study_description"],
         "SeriesDescription": row["series_description"],
-        "StudyDate": row["study_date"].strftime("%Y%m%d") if row["study_date"] else None,
+        "StudyDate": row["study_date"].replace("-", "") if row["study_date"] else None,
         "PatientSex": row["sex"],
         "PatientAge": f"{row['age']:03d}Y" if row["age"] is not None else None,
         "Manufacturer": row["manufacturer"],
@@ -456,12 +457,27 @@ def _tags(row: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in tags.items() if v not in (None, "")}
 
 
+# Where the findings start in a report (es, pt, en): the excerpt starts there
+# rather than at the letterhead and the (scrubbed) patient block.
+_FINDINGS_RE = re.compile(r"\b(hallazgos|achados|findings)\b", re.I)
+
+
+def excerpt(text: str | None, limit: int = EXCERPT_CHARS) -> str | None:
+    """A short excerpt of a report for a result card, from its findings."""
+    if not text:
+        return None
+    m = _FINDINGS_RE.search(text)
+    flat = " ".join((text[m.start():] if m else text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1].rsplit(" ", 1)[0] + "…"
+
+
+def _card(card: str) -> dict[str, Any]:
+    """A result from the store's ``card`` JSON (see transforms.store_schema)."""
+    return _result(json.loads(card))
+
+
 def _result(row: dict[str, Any]) -> dict[str, Any]:
     text = row["report_text"]
-    excerpt = None
-    if text:
-        flat = " ".join(text.split())
-        excerpt = flat if len(flat) <= EXCERPT_CHARS else flat[: EXCERPT_CHARS - 1].rsplit(" ", 1)[0] + "…"
     thumb = None
     if row["thumbnail"] and row["thumb_series_uid"]:
         thumb = f"/api/thumbnails/{row['region']}/{row['thumb_series_uid']}"
@@ -474,7 +490,7 @@ def _result(row: dict[str, Any]) -> dict[str, Any]:
         "modality": row["modality"],
         "modalities": list(row["modalities"] or []),
         "body_region": row["body_region"],
-        "study_date": row["study_date"].isoformat() if row["study_date"] else None,
+        "study_date": row["study_date"],
         "study_description": row["study_description"],
         "age": row["age"],
         "sex": row["sex"],
@@ -482,7 +498,7 @@ def _result(row: dict[str, Any]) -> dict[str, Any]:
         "labels": list(row["labels"] or []),
         "report_language": row["report_language"],
         "report_text": text,
-        "report_excerpt": excerpt,
+        "report_excerpt": excerpt(text),
         "tags": _tags(row),
         "thumbnail_url": thumb,
     }
@@ -641,8 +657,8 @@ def search_studies(
             page_rows = [(r, i) for _k, r, i in cands[offset:need]]
         fetched: dict[str, dict[int, dict]] = {}
         for r in {r for r, _i in page_rows}:
-            fetched[r] = _fetch(cur, r, np.array([i for rr, i in page_rows if rr == r]), RESULT_COLUMNS)
-        results = [_result(fetched[r][i]) for r, i in page_rows]
+            fetched[r] = _fetch(cur, r, np.array([i for rr, i in page_rows if rr == r]), "card")
+        results = [_card(fetched[r][i]["card"]) for r, i in page_rows]
     finally:
         cur.close()
     for f in facets:
@@ -672,11 +688,11 @@ def patient_timeline(
     cur = snap.cursor()
     try:
         cur.execute(
-            f"SELECT {RESULT_COLUMNS} FROM {src} WHERE patient_token = ? "
+            f"SELECT card FROM {src} WHERE patient_token = ? "
             "ORDER BY study_date NULLS LAST, study_uid",
             [token],
         )
-        studies = [_result(r) for r in _rows(cur)]
+        studies = [_card(c) for (c,) in cur.fetchall()]
         if not studies:
             return None
         cur.execute(
@@ -735,13 +751,13 @@ def study_detail(stores: StoreSet, study_uid: str, regions: list[str] | None = N
     cur = snap.cursor()
     try:
         cur.execute(
-            f"SELECT {RESULT_COLUMNS} FROM {stores.source(regs)} WHERE study_uid = ? LIMIT 1",
+            f"SELECT card, region, partner_id FROM {stores.source(regs)} WHERE study_uid = ? LIMIT 1",
             [study_uid],
         )
         rows = _rows(cur)
         if not rows:
             return None
-        out = _result(rows[0])
+        out = _card(rows[0]["card"])
         region = rows[0]["region"]
         cur.execute(
             f"SELECT series_uid, modality, body_part, series_number, series_description, "

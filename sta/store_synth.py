@@ -30,8 +30,8 @@ MODALITIES = ["CR", "CR", "DX", "DX", "DX", "CT", "CT", "CT", "CT", "MR", "MR", 
 REGIONS_BODY = ["head_neck", "chest", "chest", "abdomen", "msk", "msk", "pelvis", "whole_body"]
 MANUFACTURERS = ["GE Healthcare", "Siemens Healthineers", "Philips", "Canon Medical",
                  "Fujifilm", "Hologic", "Samsung Medison", "Mindray"]
-CONDITIONS = ["pneumonia", "fracture", "tumor", "infarct", "arthritis", "infection", "cyst",
-              "congenital_anomaly"]
+# Label vocabulary of the pipeline's labeller (include/labels.yaml).
+FINDING_LABELS = ["pulmonary_nodule", "pneumonia", "fracture", "tumor"]
 
 FINDINGS = {
     "es": ["Se observa nódulo de bordes definidos", "Ausencia del nódulo linfático",
@@ -178,12 +178,11 @@ INSERT INTO labels
 SELECT g.study_uid, g.partner_id, 'birads', (g.h11 % 6)::VARCHAR, 0.9, 'synth-birads', '1'
 FROM g JOIN studies s USING (study_uid) WHERE s.body_region = 'breast'
 UNION ALL
-SELECT g.study_uid, g.partner_id, 'normality',
-       CASE WHEN g.h10 % 3 = 0 THEN 'normal' ELSE 'abnormal' END, 0.8, 'synth-normality', '1'
-FROM g
+SELECT g.study_uid, g.partner_id, 'normal', 'yes', 0.8, 'synth-normal', '1'
+FROM g WHERE g.h10 % 3 = 0
 UNION ALL
-SELECT g.study_uid, g.partner_id, 'condition',
-       {_sql_list(CONDITIONS)}[1 + (g.h9 % {len(CONDITIONS)})::INTEGER], 0.7, 'synth-condition', '1'
+SELECT g.study_uid, g.partner_id, 'finding',
+       {_sql_list(FINDING_LABELS)}[1 + (g.h9 % {len(FINDING_LABELS)})::INTEGER], 0.7, 'synth-finding', '1'
 FROM g WHERE g.h10 % 3 <> 0
 """)
         rebuild_search(con)

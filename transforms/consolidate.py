@@ -42,7 +42,7 @@ from typing import Any, Iterator
 import duckdb
 
 from transforms.schema import TABLES
-from transforms.store_schema import create_tables, rebuild_search
+from transforms.store_schema import LAYOUT_VERSION, create_tables, rebuild_search
 
 log = logging.getLogger(__name__)
 
@@ -99,14 +99,18 @@ def _region_lock(store: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _loaded_fingerprints(store: Path) -> dict[str, str]:
+def _loaded_fingerprints(store: Path) -> tuple[dict[str, str], bool]:
+    """Fingerprints of the loaded partners, and whether the store's layout is
+    current (an older layout is rebuilt even when no partner changed)."""
     if not store.exists():
-        return {}
+        return {}, False
     con = duckdb.connect(str(store), read_only=True)
     try:
-        return dict(con.execute("SELECT partner_id, fingerprint FROM store_partners").fetchall())
+        fps = dict(con.execute("SELECT partner_id, fingerprint FROM store_partners").fetchall())
+        row = con.execute("SELECT value FROM store_meta WHERE key = 'layout_version'").fetchone()
+        return fps, bool(row and row[0] == LAYOUT_VERSION)
     except duckdb.CatalogException:
-        return {}
+        return {}, False
     finally:
         con.close()
 
@@ -189,12 +193,12 @@ def consolidate_region(
     summary: dict[str, Any] = {"region": region, "store": str(store), "partners": {}}
     errors: list[str] = []
     with _region_lock(store):
-        loaded = _loaded_fingerprints(store)
+        loaded, current = _loaded_fingerprints(store)
         todo = {p: d for p, d in found.items() if loaded.get(p) != fingerprint(d)}
         for p in found:
             if p not in todo:
                 summary["partners"][p] = {"status": "unchanged"}
-        if todo or not store.exists():
+        if todo or not current:
             tmp = store.with_name(f".{store.name}.{os.getpid()}.tmp")
             tmp.unlink(missing_ok=True)
             if store.exists():

@@ -42,25 +42,25 @@ MODALITY_REGION = {
 MANUFACTURERS = ["GE Healthcare", "Siemens", "Philips", "Hologic"]
 FINDINGS = {
     "es": [
-        ("Se observa nódulo de 8 mm en lóbulo superior derecho.", "condition", "tumor"),
-        ("Ausencia del nódulo linfático. Estudio sin hallazgos.", "normality", "normal"),
-        ("Calcificaciones benignas dispersas.", "normality", "abnormal"),
-        ("Fractura no desplazada del radio distal.", "condition", "fracture"),
-        ("Opacidad basal compatible con neumonía.", "condition", "pneumonia"),
-        ("Quiste simple en riñón izquierdo.", "normality", "abnormal"),
+        ("Se observa nódulo pulmonar de 8 mm en lóbulo superior derecho.", "finding", "pulmonary_nodule"),
+        ("Ausencia del nódulo linfático. Estudio sin hallazgos.", "normal", "yes"),
+        ("Calcificaciones benignas dispersas.", None, None),
+        ("Fractura no desplazada del radio distal.", "finding", "fracture"),
+        ("Opacidad basal compatible con neumonía.", "finding", "pneumonia"),
+        ("Quiste simple en riñón izquierdo.", None, None),
     ],
     "pt": [
-        ("Nódulo pulmonar de 6 mm no lobo superior.", "condition", "tumor"),
-        ("Coração de dimensões normais. Exame sem alterações.", "normality", "normal"),
-        ("Calcificações benignas esparsas.", "normality", "abnormal"),
-        ("Fratura sem desvio do rádio distal.", "condition", "fracture"),
-        ("Opacidade basal compatível com pneumonia.", "condition", "pneumonia"),
+        ("Nódulo pulmonar de 6 mm no lobo superior.", "finding", "pulmonary_nodule"),
+        ("Coração de dimensões normais. Exame sem alterações.", "normal", "yes"),
+        ("Calcificações benignas esparsas.", None, None),
+        ("Fratura sem desvio do rádio distal.", "finding", "fracture"),
+        ("Opacidade basal compatível com pneumonia.", "finding", "pneumonia"),
     ],
     "en": [
-        ("Pulmonary nodule of 5 mm in the right upper lobe.", "condition", "tumor"),
-        ("No significant abnormality. Normal study.", "normality", "normal"),
-        ("Non-displaced fracture of the distal radius.", "condition", "fracture"),
-        ("Basal opacity consistent with pneumonia.", "condition", "pneumonia"),
+        ("Pulmonary nodule of 5 mm in the right upper lobe.", "finding", "pulmonary_nodule"),
+        ("No significant abnormality. Normal study.", "normal", "yes"),
+        ("Non-displaced fracture of the distal radius.", "finding", "fracture"),
+        ("Basal opacity consistent with pneumonia.", "finding", "pneumonia"),
     ],
 }
 DESCRIPTIONS = {"MR": "RM", "CT": "TAC", "US": "ECOGRAFIA", "MG": "MAMOGRAFIA", "CR": "RX", "DX": "RX DIGITAL"}
@@ -106,7 +106,7 @@ def build_demo_rows(seed: int = 0, studies_per_partner: int = 24) -> dict[str, d
             text, lab_name, lab_value = rng.choice(FINDINGS[lang])
             study_uid = f"2.25.{100 + p_index}{k:04d}{seed}"
             manufacturer = "Hologic" if modality == "MG" else rng.choice(MANUFACTURERS)
-            labels = [(lab_name, lab_value)]
+            labels = [(lab_name, lab_value)] if lab_name else []
             if body_region == "breast":
                 birads = rng.choice(["1", "2", "2", "3", "4"])
                 text += f" ACR BI-RADS {birads}."

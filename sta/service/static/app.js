@@ -16,8 +16,8 @@ const NAMES = {
     msk: "Musculoesquelético", pelvis: "Pelvis", breast: "Mama", whole_body: "Cuerpo completo",
     unknown: "Sin clasificar" },
   sex: { F: "Mujer", M: "Hombre", O: "Intersexual / otro" },
-  condition: { tumor: "Tumor", fracture: "Fractura", pneumonia: "Neumonía", infarct: "Infarto",
-    arthritis: "Artritis", infection: "Infección", cyst: "Quiste", congenital_anomaly: "Anomalía congénita" },
+  finding: { pulmonary_nodule: "Nódulo pulmonar", tumor: "Tumor / masa", fracture: "Fractura",
+    pneumonia: "Neumonía", infarct: "Infarto", arthritis: "Artritis", infection: "Infección", cyst: "Quiste" },
   country: { co: "Colombia", br: "Brasil", ar: "Argentina", ec: "Ecuador", cl: "Chile",
     mx: "México", pe: "Perú", uy: "Uruguay", us: "Estados Unidos" },
 };
@@ -52,9 +52,9 @@ function labelName(facet, value) {
   if (facet === "label") {
     const [name, v] = value.split(":");
     if (name === "birads") return `BI-RADS ${v}`;
-    if (name === "normality") return v === "normal" ? "Normal" : v === "abnormal" ? "Anormal" : v;
+    if (name === "normal") return v === "yes" ? "Normal" : "Anormal";
     if (name === "malignancy") return v === "benign" ? "Benigno" : v === "malignant" ? "Maligno" : v;
-    if (name === "condition" && v) return NAMES.condition[v] || v;
+    if (name === "finding" && v) return NAMES.finding[v] || v;
     return v ? `${name}: ${v}` : name;
   }
   if (facet === "age") return `${value} años`;
