@@ -79,6 +79,23 @@ def test_connection_cut_every_time_fails_cleanly(sftp):
     assert landing_files(root) == {"ok.dcm": b"ok"}
 
 
+def test_file_growing_after_listing_is_fetched_whole(sftp):
+    server, base, put, pull, root = sftp
+    from transforms.sources.sftp import SFTPSource
+
+    put("growing.dcm", b"A" * 70_000)
+
+    class AppendAfterListing(SFTPSource):
+        def list(self):
+            entries = list(super().list())
+            with open(base / "growing.dcm", "ab") as f:
+                f.write(b"B" * 30_000)
+            yield from entries
+
+    r = pull("run1", source=AppendAfterListing(server.connection(), f"/{base.name}"))
+    assert r.ok and landing_files(root) == {"growing.dcm": b"A" * 70_000 + b"B" * 30_000}
+
+
 def test_symlink_on_server_is_skipped(sftp, tmp_path):
     server, base, put, pull, root = sftp
     put("ok.dcm", b"ok")

@@ -2,7 +2,9 @@
 
 Same code as the DAG's pull task (:func:`transforms.pull.pull_partner`);
 credentials come from ``AIRFLOW_CONN_<CONN_ID>`` variables, so it runs
-without a scheduler. Prints the pull report as JSON. Exit status: 0 all
+without a scheduler. Prints the pull report as JSON. The files stay in
+landing (the next DAG run, or ``sta pull`` again, reports them as
+``carried_over`` until a successful run cleans them up). Exit status: 0 all
 good, 1 some files failed (or the listing was incomplete), 2 the source
 could not be used at all (missing connection, bad config).
 """
@@ -25,13 +27,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--partner", required=True, help="partner id (include/partners/<id>.yaml)")
     p.add_argument("--run-id", default=None, help="run id recorded in the sync state (default: manual__<utc time>)")
     p.add_argument("--retries", type=int, default=3, help="retries per file after a dropped connection")
-    p.add_argument("--cleanup", action="store_true", help="delete the landing copies afterwards (dry pulls)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from sta.config import get_partner
-    from transforms.pull import cleanup_landing, pull_partner
+    from transforms.pull import pull_partner
     from transforms.sources.base import SourceError
 
     partner = get_partner(args.partner)
@@ -44,7 +45,5 @@ def run(args: argparse.Namespace) -> int:
         print(f"sta pull: error: {exc}", file=sys.stderr)
         return 2
     out = report.to_dict()
-    if args.cleanup:
-        out["cleanup"] = cleanup_landing(root, [f.landing_relpath for f in report.fetched])
     print(json.dumps(out, indent=2, default=str))
     return 0 if report.ok else 1
