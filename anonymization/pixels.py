@@ -22,6 +22,7 @@ fails closed.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from concurrent.futures import ThreadPoolExecutor
@@ -316,11 +317,19 @@ class _PhiMatcher:
         from anonymization.text_phi import TextScrubber
 
         if self._scrubber is None:
-            self._scrubber = TextScrubber(self.languages, use_ner=False)
+            self._scrubber = _scrubber_for(tuple(self.languages))
         spans = [(s, e) for _, s, e, _ in find_known(text, self.known)]
         lang = self.languages[0] if self.languages else "es"
         spans += [(f.start, f.end) for f in self._scrubber.analyze(text, lang, self.known)]
         return spans
+
+
+@functools.lru_cache(maxsize=8)
+def _scrubber_for(languages: tuple[str, ...]):
+    """One pattern-only scrubber per language set, shared by all files of a worker."""
+    from anonymization.text_phi import TextScrubber
+
+    return TextScrubber(list(languages), use_ner=False)
 
 
 def _edit1(a: str, b: str) -> bool:
@@ -549,7 +558,11 @@ def clean_burned_in(
     n_frames = int(ds.get("NumberOfFrames", 1) or 1)
     frames = _frames_view(arr, n_frames, samples)
     n_frames = frames.shape[0]
-    lang = "+".join({"es": "spa", "pt": "por", "en": "eng"}[x] for x in languages if x in ("es", "pt", "en")) or "eng"
+    # One Tesseract model: burned-in text is short upper-case Latin script,
+    # and each extra model costs a full recognition pass (3 packs = ~3x).
+    # The first language of the partner decides; fuzzy matching covers accents.
+    first = next((x for x in languages if x in ("es", "pt", "en")), "es")
+    lang = {"es": "spa", "pt": "por", "en": "eng"}[first]
     matcher = _PhiMatcher(known_phi, languages)
     if n_frames <= MAX_OCR_FRAMES:
         ocr_idx = list(range(n_frames))

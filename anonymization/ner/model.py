@@ -18,7 +18,7 @@ from presidio_analyzer import EntityRecognizer, RecognizerResult
 LABEL_MAP = {
     "NOMBRE_SUJETO_ASISTENCIA": "PERSON",
     "NOMBRE_PERSONAL_SANITARIO": "PERSON",
-    "FAMILIARES_SUJETO_ASISTENCIA": "PERSON",
+    # FAMILIARES_SUJETO_ASISTENCIA are relations ("su madre"), not names: kept.
     "ID_SUJETO_ASISTENCIA": "ID",
     "ID_TITULACION_PERSONAL_SANITARIO": "ID",
     "ID_ASEGURAMIENTO": "ID",

@@ -31,13 +31,14 @@ PHONE_LABEL_RE = re.compile(
 
 _STREET_WORDS = (
     r"calle|cl\.|cll\.?|carrera|cra\.?|kra\.?|cr\.|avenida|av\.|avda\.?|diagonal|dg\.|transversal|tv\.|pasaje|psje\.?|jir[óo]n|jr\.|"
+    r"c/\.?|ctra\.?|cno\.?|pasealekua|kalea|etorbidea|rambla|ronda|traves[íi]a|glorieta|"
     r"camino|carretera|paseo|plaza|pza\.|barrio|urbanizaci[óo]n|urb\.|manzana|mz\.?|lote|bloque|piso|dpto\.?|departamento|vereda|"
     r"rua|r\.|travessa|tv\.|alameda|al\.|estrada|rodovia|praça|pça\.?|largo|avenue|ave\.?|street|st\.|road|rd\.|boulevard|blvd\.?|"
     r"lane|ln\.|drive|dr\.(?=\s*\d)|court|ct\.|place|pl\.|suite|apt\.?|apartment|highway|hwy\.?|route"
 )
 # "Calle 45 # 12-34", "Rua Augusta, 1500", "Av. Corrientes 1234", "123 Main Street"
 STREET_RE = re.compile(
-    rf"(?<![\w])(?:{_STREET_WORDS})(?![^\W\d_])\s*(?:[\w'ºª°.#-]+\s?){{0,6}}?(?:n[º°o]\.?\s*|#\s*|,\s*)?\d+[A-Za-z]?(?:\s*[#-]\s*\d+[A-Za-z]?)*(?:\s*(?:,\s*)?(?:apto|apt|dpto|piso|int|casa|bloco|sala|suite)\.?\s*\w+)?",
+    rf"(?<![\w])(?:{_STREET_WORDS})(?![^\W\d_])\s*(?:[\w'ºª°.#-]+\s?){{0,6}}?(?:n[º°o]\.?\s*|#\s*|,\s*)?(?:\d+[A-Za-z]?|s/n)(?:\s*[#-]\s*\d+[A-Za-z]?)*(?:,?\s*\d+\.?[º°ª]\s*[A-Z0-9]?\b)?(?:\s*(?:,\s*)?(?:apto|apt|dpto|piso|int|casa|bloco|sala|suite)\.?\s*\w+)?",
     re.IGNORECASE,
 )
 US_STREET_RE = re.compile(
@@ -51,6 +52,31 @@ POSTAL_RE = re.compile(
     r"(?<![\w])(?:cep|c\.?p\.?|c[óo]digo\s+postal|zip(?:\s+code)?)\s*[:.]?\s*(?P<v>\d{4,5}(?:-\d{3,4})?)(?![\w])",
     re.IGNORECASE,
 )
+POSTAL_CITY_RE = re.compile(r"(?<![\w.,/-])(?P<v>\d{4,5}(?:-\d{3})?)[ \t]+(?=[A-ZÁÉÍÓÚÑ][a-záéíóúñ’']+)")
+COUNTRY_LABEL_RE = re.compile(r"(?<![\w])(?:pa[íi]s(?:\s+de\s+(?:nacimiento|origen|residencia))?|nacionalidad|nacionalidade|country)\s*:\s*(?P<v>[^\W\d_][^\n.|;]{1,30})", re.IGNORECASE)
+# Major cities of the region (and Spain, for MEDDOCAN): a city is a
+# geographic unit smaller than a state, which HIPAA Safe Harbor removes.
+CITIES = [
+    "Bogotá", "Medellín", "Cali", "Barranquilla", "Cartagena", "Bucaramanga", "Pereira", "Manizales", "Cúcuta", "Ibagué", "Santa Marta",
+    "Villavicencio", "Pasto", "Montería", "Neiva", "Armenia", "Popayán", "Tunja", "Sincelejo", "Valledupar",
+    "Buenos Aires", "Córdoba", "Rosario", "Mendoza", "La Plata", "Mar del Plata", "San Miguel de Tucumán", "Tucumán", "Salta", "Santa Fe",
+    "Neuquén", "Bahía Blanca", "Corrientes", "Posadas", "Resistencia", "Paraná", "San Juan", "Ushuaia",
+    "Santiago de Chile", "Valparaíso", "Viña del Mar", "Concepción", "Antofagasta", "Temuco", "La Serena", "Rancagua", "Talca", "Arica",
+    "Iquique", "Puerto Montt", "Punta Arenas", "Osorno", "Valdivia", "Chillán", "Copiapó",
+    "Quito", "Guayaquil", "Cuenca", "Ambato", "Manta", "Portoviejo", "Machala", "Loja", "Riobamba", "Esmeraldas", "Ibarra", "Santo Domingo",
+    "São Paulo", "Rio de Janeiro", "Belo Horizonte", "Brasília", "Salvador", "Fortaleza", "Recife", "Porto Alegre", "Curitiba", "Manaus",
+    "Belém", "Goiânia", "Campinas", "São Luís", "Maceió", "Natal", "Teresina", "João Pessoa", "Florianópolis", "Vitória", "Santos",
+    "Ribeirão Preto", "Uberlândia", "Sorocaba", "Niterói", "Londrina", "Juiz de Fora", "Cuiabá", "Campo Grande", "Aracaju",
+    "Lima", "Arequipa", "Trujillo", "Chiclayo", "Cusco", "Piura", "Montevideo", "Asunción", "Caracas", "Maracaibo", "Valencia",
+    "La Paz", "Santa Cruz de la Sierra", "Ciudad de México", "Guadalajara", "Monterrey", "Puebla", "Tijuana", "Panamá", "San José",
+    "Madrid", "Barcelona", "Sevilla", "Zaragoza", "Málaga", "Murcia", "Palma", "Las Palmas", "Bilbao", "Alicante", "Valladolid", "Vigo",
+    "Gijón", "Granada", "La Coruña", "A Coruña", "Vitoria", "Oviedo", "Pamplona", "Santander", "Salamanca", "Toledo", "Cádiz", "Almería",
+    "Ourense", "Lugo", "Pontevedra", "Badajoz", "Cáceres", "Burgos", "León", "Logroño", "Huelva", "Jaén", "Albacete", "Tarragona", "Girona",
+    "Lleida", "Castellón", "Donostia", "San Sebastián", "Gipuzkoa", "Navarra", "Asturias", "Cantabria", "Galicia", "Cataluña", "Andalucía",
+    "Miami", "New York", "Los Angeles", "Chicago", "Houston", "Phoenix", "Philadelphia", "San Antonio", "San Diego", "Dallas", "Boston",
+    "Seattle", "Denver", "Atlanta", "Springfield",
+]
+CITY_RE = re.compile(r"(?<![\w])(?:" + "|".join(re.escape(c) for c in sorted(CITIES, key=len, reverse=True)) + r")(?![\w])")
 US_STATE_ZIP_RE = re.compile(r"(?<![\w]),?\s?[A-Z]{2}\s+\d{5}(?:-\d{4})?(?![\w])")
 LOCATION_LABEL_RE = re.compile(
     r"(?<![\w])(?:ciudad|cidade|city|municipio|munic[íi]pio|localidad|provincia|departamento|comuna|bairro|barrio|county|naturalidad|naturalidade|lugar\s+de\s+nacimiento|procedencia|proced[êe]ncia|place\s+of\s+birth)"
@@ -114,7 +140,13 @@ def find_contacts(text: str, language: str = "es") -> list[Span]:
         # Sizes and counts ("12 x 14 x 20", "3 5 7") are not phones: require a
         # + prefix, parentheses, a dash/dot group or a long group.
         groups = re.findall(r"\d+", g)
-        if g.startswith("+") or "(" in g or max(len(x) for x in groups) >= 4 and ("-" in g or "." in g or len(groups) <= 3):
+        shape = [len(x) for x in groups]
+        if (
+            g.startswith("+")
+            or "(" in g
+            or max(shape) >= 4 and ("-" in g or "." in g or len(groups) <= 3)
+            or shape in ([3, 3, 3], [3, 2, 2, 2], [2, 3, 2, 2], [3, 3, 4], [2, 4, 4])
+        ):
             out.append(("PHONE", m.start(), m.end(), 0.6))
     for m in STREET_RE.finditer(text):
         out.append(("ADDRESS", m.start(), m.end(), 0.8))
@@ -126,6 +158,14 @@ def find_contacts(text: str, language: str = "es") -> list[Span]:
             out.append(("ADDRESS", s, e, 0.9))
     for m in POSTAL_RE.finditer(text):
         out.append(("ADDRESS", m.start("v"), m.end("v"), 0.8))
+    for m in POSTAL_CITY_RE.finditer(text):
+        out.append(("ADDRESS", m.start("v"), m.end("v"), 0.6))
+    for m in COUNTRY_LABEL_RE.finditer(text):
+        s, e = _field(m)
+        if e > s:
+            out.append(("LOCATION", s, e, 0.6))
+    for m in CITY_RE.finditer(text):
+        out.append(("LOCATION", m.start(), m.end(), 0.6))
     for m in US_STATE_ZIP_RE.finditer(text):
         out.append(("ADDRESS", m.start(), m.end(), 0.5))
     for m in LOCATION_LABEL_RE.finditer(text):

@@ -123,7 +123,8 @@ ID_LABELS = [
     r"acces(?:i[óo]n|o)", r"n[úu]mero\s+de\s+acces(?:i[óo]n|o)", r"n[º°o]\.?\s+(?:de\s+)?acces(?:i[óo]n|o)", r"accesi[óo]n\s+n[º°o]\.?",
     r"orden(?:\s+de\s+servicio)?", r"n[º°o]\.?\s+(?:de\s+)?orden", r"solicitud", r"n[º°o]\.?\s+(?:de\s+)?solicitud", r"episodio", r"ingreso",
     r"afiliado", r"n[º°o]\.?\s+(?:de\s+)?afiliado", r"carn[ée]t", r"p[óo]liza", r"n\.?\s?a\.?\s?s\.?\s?s\.?", r"c[óo]digo\s+(?:de\s+)?paciente",
-    r"tarjeta\s+sanitaria", r"cip", r"n[úu]mero\s+de\s+(?:identificaci[óo]n|documento|paciente|estudio)", r"id\s+(?:de\s+)?estudio",
+    r"tarjeta\s+sanitaria", r"cip", r"n[º°o]\.?\s*col(?:egiado)?", r"colegiado", r"n[º°o]\.?\s*de\s+colegiado", r"matr[íi]cula\s+profesional",
+    r"tarjeta\s+profesional", r"t\.\s?p\.?", r"registro\s+m[ée]dico", r"r\.?m\.?", r"c\.?m\.?p\.?", r"crm(?:-[a-z]{2})?", r"npi", r"license(?:\s+(?:number|no\.?))?", r"n[úu]mero\s+de\s+(?:identificaci[óo]n|documento|paciente|estudio)", r"id\s+(?:de\s+)?estudio",
     # pt
     r"cpf", r"rg", r"cns", r"cart[ãa]o\s+(?:sus|nacional\s+de\s+sa[úu]de)", r"prontu[áa]rio", r"n[úu]mero\s+do\s+prontu[áa]rio",
     r"n[úu]mero\s+de\s+acesso", r"acesso", r"n[º°o]\.?\s+(?:de\s+)?acesso", r"matr[íi]cula", r"registro\s+do\s+paciente",
