@@ -50,7 +50,7 @@ up: install
 lock:
 	rm -rf build/lock-venv && $(PYTHON) -m venv build/lock-venv
 	build/lock-venv/bin/pip install --quiet -r requirements.txt
-	build/lock-venv/bin/pip freeze --exclude-editable | grep -v '^sta-platform' > requirements.lock
+	build/lock-venv/bin/pip freeze --all --exclude-editable | grep -v -E '^(pip|sta-platform)==' > requirements.lock
 	rm -rf build/lock-venv
 
 clean-data:
