@@ -261,3 +261,42 @@ def test_sta_scrub_text_folder(tmp_path: Path) -> None:
     b = (dst / "sub" / "b.txt").read_text(encoding="utf-8")
     assert "Pérez" not in a and "30.123.456" not in a and "Sin hallazgos." in a
     assert "Souza" not in b and "529.982.247-25" not in b and "[NOME]" in b
+
+
+def test_language_is_detected_from_the_first_ocr_page(tmp_path: Path) -> None:
+    p = tmp_path / "laudo.png"
+    page_image(["Nome: Marcelo Andrade Lima", "Conclusão: exame sem alterações, não há lesões."], size=(1100, 250)).save(p)
+    ex = extract_text(p)  # no hint
+    assert ex.language == "pt" and "alterações" in ex.text
+
+
+@pytest.mark.parametrize("font,size,angle", [("DejaVuSerif.ttf", 28, 0), ("DejaVuSansMono.ttf", 24, 1.5), ("DejaVuSans-Bold.ttf", 32, -1)])
+def test_scanned_report_pipeline_leaves_no_planted_phi(tmp_path: Path, font: str, size: int, angle: float) -> None:
+    """Scanned PDF (several fonts, slight skew) -> OCR -> scrub: none of the planted PHI survives."""
+    from anonymization.text_phi import TextScrubber
+
+    img = Image.new("L", (1240, 820), 255)
+    d = ImageDraw.Draw(img)
+    f = ImageFont.truetype(f"/usr/share/fonts/truetype/dejavu/{font}", size)
+    lines = [
+        "CLÍNICA SANTA MARÍA",
+        "Paciente: Rodrigo Quintero Salas",
+        "C.C. 1.020.345.678   Fecha: 05/04/2022",
+        "Médico: Dra. Valentina Ríos",
+        "Tel: 310 555 1234",
+        "Hallazgos: hígado de tamaño normal.",
+        "Conclusión: sin hallazgos agudos.",
+    ]
+    for i, line in enumerate(lines):
+        d.text((60, 40 + i * int(size * 1.9)), line, font=f, fill=0)
+    if angle:
+        img = img.rotate(angle, expand=True, fillcolor=255)
+    pdf = tmp_path / "scan.pdf"
+    img.save(pdf, "PDF", resolution=150)
+    ex = extract_text(pdf, lang_hint="es")
+    assert ex.ocr_pages == [0]
+    out = TextScrubber(["es"], use_ner=False).scrub(ex.text, "es", known_phi=["QUINTERO SALAS^RODRIGO", "1020345678"], date_shift_days=-20)
+    for secret in ["Quintero", "Salas", "Rodrigo", "1.020.345.678", "05/04/2022", "Valentina", "Ríos", "555 1234"]:
+        assert secret not in out.text, (secret, out.text)
+    assert out.residual == []
+    assert "hígado" in out.text

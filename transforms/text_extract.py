@@ -218,11 +218,11 @@ def rtf_to_text(raw: str) -> str:
 # --------------------------------------------------------------------------
 
 
-def tesseract_lang(language: str | None) -> str:
-    """Tesseract ``-l`` value: one pack for a known language, else all three."""
+def tesseract_lang(language: str | None) -> str | None:
+    """Tesseract ``-l`` value for a known language; None: detect from the first page."""
     if language in TESSERACT_LANGS:
         return TESSERACT_LANGS[language]  # type: ignore[index]
-    return "spa+por+eng"
+    return None
 
 
 def _prepare_for_ocr(img):  # PIL.Image -> PIL.Image
@@ -303,8 +303,25 @@ def words_to_text(words: Iterable[Word]) -> str:
     return "\n".join(lines)
 
 
-def _ocr_pages(images: Sequence, lang: str, page_numbers: Sequence[int]) -> list[list[Word]]:
-    """OCR several page images side by side, one tesseract process each."""
+def _ocr_pages(images: Sequence, lang: str | None, page_numbers: Sequence[int]) -> list[list[Word]]:
+    """OCR several page images side by side, one tesseract process each.
+
+    ``lang`` None (language unknown): the first page is read with the Spanish
+    model (most partners), its language detected, and -- only if it is
+    Portuguese or English -- read again with that model; the other pages use
+    the detected one. That costs one extra page for pt/en instead of running
+    three models on every page (~3x).
+    """
+    if lang is None:
+        if not images:
+            return []
+        first_img = _prepare_for_ocr(images[0])
+        first = ocr_image(first_img, lang="spa", page=page_numbers[0])
+        detected = detect_language(words_to_text(first), default="es")
+        lang = TESSERACT_LANGS[detected]
+        if detected != "es":
+            first = ocr_image(first_img, lang=lang, page=page_numbers[0])
+        return [first] + (_ocr_pages(images[1:], lang, page_numbers[1:]) if len(images) > 1 else [])
     workers = max(1, min(len(images), os.cpu_count() or 1))
     prepared = [_prepare_for_ocr(im) for im in images]
     if workers == 1:
