@@ -147,6 +147,12 @@ def test_safe_relpath_never_escapes(remote):
     assert all(len(p.encode()) <= 180 for p in parts)
 
 
+def test_safe_relpath_neutralises_invisible_and_control_characters():
+    rel = safe_relpath("report\u202egpj.exe")
+    assert "\u202e" not in rel and rel.startswith("report_gpj")
+    assert "\n" not in safe_relpath("a\nb.dcm") and "\u2028" not in safe_relpath("a\u2028b")
+
+
 def test_safe_relpath_keeps_distinct_names_distinct():
     assert safe_relpath("a:b.dcm") != safe_relpath("a_b.dcm")
     assert safe_relpath("study/1.dcm") == "study/1.dcm"

@@ -44,8 +44,10 @@ def _truncate_utf8(text: str, limit: int) -> str:
 
 def _clean_component(comp: str) -> str:
     comp = unicodedata.normalize("NFC", comp)
-    # Lone surrogates (undecodable bytes from a POSIX server) become '_'.
-    comp = "".join("_" if "\ud800" <= ch <= "\udfff" else ch for ch in comp)
+    # Lone surrogates (undecodable bytes), invisible format characters (e.g. the
+    # right-to-left override that makes "gpj.exe" read "exe.jpg") and line/paragraph
+    # separators become '_'.
+    comp = "".join("_" if unicodedata.category(ch) in ("Cs", "Cf", "Zl", "Zp") else ch for ch in comp)
     comp = _BAD_CHARS.sub("_", comp)
     comp = comp.strip(" ")
     comp = comp.rstrip(".")  # Windows drops trailing dots: 'a.' and 'a' would collide
