@@ -31,7 +31,7 @@ import pyarrow as pa
 
 from transforms.schema import TABLES
 
-LAYOUT_VERSION = "3"
+LAYOUT_VERSION = "4"
 
 SEARCH_COLUMNS: list[tuple[str, str]] = [
     ("sid", "INTEGER"),  # dense row number, 1..n, in (patient_token, date, uid) order
@@ -41,25 +41,15 @@ SEARCH_COLUMNS: list[tuple[str, str]] = [
     ("region", "VARCHAR"),
     ("country", "VARCHAR"),
     ("modality", "VARCHAR"),
-    ("modalities", "VARCHAR[]"),
     ("body_region", "VARCHAR"),
     ("study_date", "DATE"),
-    ("study_description", "VARCHAR"),
     ("age", "INTEGER"),
     ("sex", "VARCHAR"),
     ("manufacturer", "VARCHAR"),
-    ("manufacturer_model", "VARCHAR"),
-    ("n_series", "INTEGER"),
-    ("n_instances", "INTEGER"),
     ("labels", "VARCHAR[]"),
-    ("report_language", "VARCHAR"),
-    ("thumb_series_uid", "VARCHAR"),
-    ("thumbnail", "VARCHAR"),
-    ("body_part", "VARCHAR"),
-    ("series_description", "VARCHAR"),
-    ("rows", "INTEGER"),
-    ("cols", "INTEGER"),
-    ("card", "VARCHAR"),  # JSON of every field a result shows, report text included
+    # JSON of every field a result shows (CARD_FIELDS), report text included;
+    # the columns above are the ones searched, sorted or grouped on.
+    ("card", "VARCHAR"),
 ]
 SEARCH_COLUMNS_SQL = (
     "CREATE TABLE IF NOT EXISTS search_studies ("
