@@ -156,11 +156,17 @@ class Deidentifier:
     @staticmethod
     def _force_values(ds: Dataset) -> None:
         """Convert every raw element now, so a malformed one quarantines the file."""
-        for elem in ds:
+        for tag in list(ds.keys()):
             try:
+                elem = ds[tag]
                 value = elem.value
             except Exception as exc:  # noqa: BLE001
-                raise Quarantine("unreadable_element", f"{elem.tag} {type(exc).__name__}") from exc
+                if tag.is_private:
+                    # A private element whose dictionary VR does not fit its bytes (common in
+                    # implicit VR files): it would be removed anyway, so remove it now.
+                    del ds[tag]
+                    continue
+                raise Quarantine("unreadable_element", f"{tag} {type(exc).__name__}") from exc
             if elem.VR == "SQ":
                 for item in value or []:
                     Deidentifier._force_values(item)
@@ -390,6 +396,7 @@ class Deidentifier:
             ds = pydicom.dcmread(src, force=True)
         except Exception as exc:  # noqa: BLE001
             raise Quarantine("unreadable_pixel_data", type(exc).__name__) from exc
+        self._force_values(ds)
         ident_for_pixels = read_identity(ds, self.keyring, self.rules, self.issuers, self.partner_id)
         modified = False
         if clean_pixels:

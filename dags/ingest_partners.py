@@ -44,7 +44,8 @@ def build_dag(partner) -> DAG:  # noqa: ANN001
         dicom_batches = t.batches.override(task_id="dicom_batches")(classified, "dicom")
         report_batches = t.batches.override(task_id="report_batches")(classified, "report")
         dicom = t.deidentify.partial(partner_id=pid).expand(batch=dicom_batches)
-        joined = t.dicom_done(dicom)
+        joined = t.dicom_done()
+        dicom >> joined
         texts = t.reports.partial(partner_id=pid).expand(batch=report_batches)
         joined >> texts
         tables = t.build_tables(pid)
