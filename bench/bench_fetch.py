@@ -155,6 +155,33 @@ def run_pull(kind: str, data: Path, work: Path, info: dict | None) -> dict:
     return {"files": len(r1.fetched), "bytes": nbytes, "seconds": full, "incremental_seconds": incr}
 
 
+def pull_child(kind: str, data: Path, work: Path, info_json: str) -> None:
+    """Run in a child process: one pull, then print seconds and peak RSS (bounded-memory check)."""
+    import importlib
+
+    from sta.config import PartnerConfig  # noqa: F401 - imports before the baseline
+    from transforms import pull  # noqa: F401
+
+    importlib.import_module(f"transforms.sources.{kind}")  # the client library is not the file
+
+    def status(field: str) -> float:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    # Reset the peak-RSS mark (Linux: "5" > clear_refs), so the peak is this pull's.
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+    before = status("VmRSS")
+    res = run_pull(kind, data, work, json.loads(info_json) if info_json else None)
+    res["rss_before_mib"] = before
+    res["rss_peak_mib"] = status("VmHWM")
+    print(json.dumps(res), flush=True)
+
+
 def plain_copy(data: Path, dest: Path) -> dict:
     files = files_of(data)
     t0 = time.perf_counter()
@@ -175,10 +202,18 @@ def main() -> int:
     ap.add_argument("--big-mib", type=int, default=8, help="size of each big file (MiB)")
     ap.add_argument("--small", type=int, default=400, help="number of small files")
     ap.add_argument("--small-kib", type=int, default=16, help="size of each small file (KiB)")
+    ap.add_argument("--huge-mib", type=int, default=256, help="one file this big, fetched in a child process "
+                    "whose peak RSS is reported (0: skip)")
     ap.add_argument("--json", type=Path, help="also write the results here")
+    ap.add_argument("--pull-child", choices=KINDS, help=argparse.SUPPRESS)
+    ap.add_argument("--work", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--info", default="", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve:
         serve(args.serve, args.data)
+        return 0
+    if args.pull_child:
+        pull_child(args.pull_child, args.data, args.work, args.info)
         return 0
 
     import logging
@@ -210,6 +245,37 @@ def main() -> int:
                         proc.stdin.close()  # type: ignore[union-attr]
                         proc.wait(timeout=30)
                 print(f"  {kind}/{name}: {results[f'{kind}/{name}']['seconds']:.2f} s", file=sys.stderr, flush=True)
+        if args.huge_mib:
+            huge = tmp / "data" / "huge"
+            huge.mkdir(parents=True)
+            block = os.urandom(1024 * 1024)
+            with open(huge / "whole-body-ct.dcm", "wb") as f:
+                for j in range(args.huge_mib):
+                    f.write(j.to_bytes(4, "big") + block[4:])
+            for kind in [k for k in args.kinds.split(",") if k]:
+                proc = None
+                info = ""
+                if kind != "folder":
+                    proc = subprocess.Popen(
+                        [sys.executable, __file__, "--serve", kind, "--data", str(huge)],
+                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=PROJECT,
+                    )  # fmt: skip
+                    info = proc.stdout.readline().strip()  # type: ignore[union-attr]
+                try:
+                    child = subprocess.run(
+                        [sys.executable, __file__, "--pull-child", kind, "--data", str(huge),
+                         "--work", str(tmp / "huge-pull" / kind), "--info", info],
+                        capture_output=True, text=True, cwd=PROJECT, timeout=600,
+                    )  # fmt: skip
+                    if child.returncode != 0:
+                        raise SystemExit(f"{kind} huge pull failed: {child.stderr[-2000:]}")
+                    results[f"{kind}/huge"] = json.loads(child.stdout.strip().splitlines()[-1])
+                finally:
+                    if proc is not None:
+                        proc.stdin.close()  # type: ignore[union-attr]
+                        proc.wait(timeout=30)
+                shutil.rmtree(tmp / "huge-pull" / kind, ignore_errors=True)
+                print(f"  {kind}/huge: {results[f'{kind}/huge']['seconds']:.2f} s", file=sys.stderr, flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -227,6 +293,14 @@ def main() -> int:
     for key in ["plain_copy", *[k for k in args.kinds.split(",") if k]]:
         k, mbs, fps, inc = row(key)
         print(f"{k:<12} {mbs:>10} {fps:>14} {inc:>18}")
+    if args.huge_mib:
+        print(f"\nOne {args.huge_mib} MiB file, pulled in a fresh process (memory must not grow with the file)")
+        print(f"{'connector':<12} {'MB/s':>8} {'RSS before':>11} {'RSS peak':>9} {'growth':>8}")
+        for kind in [k for k in args.kinds.split(",") if k]:
+            h = results.get(f"{kind}/huge")
+            if h:
+                print(f"{kind:<12} {h['bytes'] / h['seconds'] / 1e6:8.1f} {h['rss_before_mib']:9.0f} M "
+                      f"{h['rss_peak_mib']:7.0f} M {h['rss_peak_mib'] - h['rss_before_mib']:6.0f} M")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0
