@@ -64,6 +64,8 @@ RESIDUAL_CONF = 80.0
 MAX_OCR_FRAMES = int(os.environ.get("STA_MAX_OCR_FRAMES", "16"))
 #: OCR passes per file: find + redact, re-check (+ redact), final re-check.
 MAX_PASSES = 3
+#: Extra angles (degrees) at which the thresholded views are read.
+TILTS = (12, -12)
 #: Background spread (median absolute deviation, grey levels of 255) above
 #: which a box lies on image texture.
 TEXTURE_MAD = 12.0
@@ -145,6 +147,7 @@ class _Box:
     x1: int
     y1: int
     line: tuple[int, int, int]
+    poly: tuple[tuple[float, float], ...] | None = None  # exact outline of a word read tilted
 
 
 def _normalise(frame: np.ndarray, photometric: str) -> np.ndarray:
@@ -230,9 +233,12 @@ def _views(frame: np.ndarray, photometric: str, rotations: Sequence[int]):
     if bright_image:
         views.append((Image.fromarray(np.where(g <= 55, 0, 255).astype(np.uint8), "L"), 1.0))
     out = []
-    for im, scale in views:
-        for rot in rotations:
-            out.append((im if rot == 0 else im.rotate(rot, expand=True, fillcolor=255), scale, rot, im.size))
+    for k, (im, scale) in enumerate(views):
+        # Thresholded views are also read tilted: names stamped at an angle
+        # over the image are only legible to Tesseract once straightened.
+        angles = list(rotations) + ([a for a in TILTS if a not in rotations] if k > 0 else [])
+        for rot in angles:
+            out.append((im if rot == 0 else im.rotate(rot, expand=True, fillcolor=255, resample=Image.BILINEAR), scale, rot, im.size))
     return out
 
 
@@ -243,31 +249,33 @@ def _ocr_frame(frame: np.ndarray, photometric: str, lang: str, rotations: Sequen
     for v, (im, scale, rot, size) in enumerate(_views(frame, photometric, rotations)):
         for w in ocr_image(im, lang=lang, psm=11):
             x0, y0, x1, y1 = w.box
+            poly = None
             if rot:
-                x0, y0, x1, y1 = _unrotate_box((x0, y0, x1, y1), rot, size, im.size)
+                corners = _unrotate_corners((x0, y0, x1, y1), rot, size, im.size)
+                poly = tuple((cx / scale, cy / scale) for cx, cy in corners)
+                xs, ys = [c[0] for c in corners], [c[1] for c in corners]
+                x0, y0 = max(0, int(min(xs))), max(0, int(min(ys)))
+                x1, y1 = min(size[0], int(max(xs)) + 1), min(size[1], int(max(ys)) + 1)
             boxes.append(
-                _Box(w.text, w.conf, int(x0 / scale), int(y0 / scale), int(-(-x1 // scale)), int(-(-y1 // scale)), (v, rot, 0))
+                _Box(w.text, w.conf, int(x0 / scale), int(y0 / scale), int(-(-x1 // scale)), int(-(-y1 // scale)), (v, rot, 0), poly)
             )
     return boxes
 
 
-def _unrotate_box(box, rot: int, orig_size, rot_size):
-    """Map a box found in an image rotated by ``rot`` degrees (CCW) back."""
+def _unrotate_corners(box, rot: int, orig_size, rot_size) -> list[tuple[float, float]]:
+    """Corners, in the unrotated image, of a box found in an image rotated by ``rot`` degrees (CCW)."""
     import math
 
     W, H = orig_size
     Wr, Hr = rot_size
     t = math.radians(rot)
     cos, sin = math.cos(t), math.sin(t)
-    xs, ys = [], []
-    for x, y in ((box[0], box[1]), (box[2], box[1]), (box[0], box[3]), (box[2], box[3])):
+    out = []
+    for x, y in ((box[0], box[1]), (box[2], box[1]), (box[2], box[3]), (box[0], box[3])):
         # PIL rotates CCW about the centre; invert that mapping.
         dx, dy = x - Wr / 2, y - Hr / 2
-        ox = cos * dx - sin * dy + W / 2
-        oy = sin * dx + cos * dy + H / 2
-        xs.append(ox)
-        ys.append(oy)
-    return int(max(0, min(xs))), int(max(0, min(ys))), int(min(W, max(xs)) + 1), int(min(H, max(ys)) + 1)
+        out.append((cos * dx - sin * dy + W / 2, sin * dx + cos * dy + H / 2))
+    return out
 
 
 def _norm(word: str) -> str:
@@ -478,6 +486,12 @@ def _boxes_to_redact(boxes: list[_Box], matcher: _PhiMatcher, gray: np.ndarray |
     return out
 
 
+def _intersection(a: _Box, b: _Box) -> int:
+    w = min(a.x1, b.x1) - max(a.x0, b.x0)
+    h = min(a.y1, b.y1) - max(a.y0, b.y0)
+    return w * h if w > 0 and h > 0 else 0
+
+
 def _still_readable(boxes: list[_Box], matcher: _PhiMatcher, gray: np.ndarray | None = None, lang: str = "eng") -> list[_Box]:
     """What makes the re-check fail: PHI, or confident real words that are not safe."""
     phi = _phi_boxes(boxes, matcher)
@@ -507,10 +521,81 @@ def _black_value(arr: np.ndarray, photometric: str) -> Any:
     return arr.min() if arr.size and arr.ndim and photometric.startswith("MONOCHROME") else 0
 
 
+def _grow(gray: np.ndarray, boxes: list[_Box]) -> list[_Box]:
+    """Extend redaction to glyphs chained to a redacted box.
+
+    OCR boxes can miss the end of a tilted or partly read word ("QUINTERO
+    ALVAREZ" read as "QUINTERO"); the glyphs left over are ink blobs next
+    to the box. Connected components of ink (saturated, or dark on a bright
+    image) of glyph size that chain to a redacted box, within a few line
+    heights of it, are redacted too.
+    """
+    if not boxes:
+        return []
+    from scipy import ndimage
+
+    bright_image = float(np.mean(gray)) >= 128
+    ink = gray <= 55 if bright_image else gray >= 200
+    lab, n = ndimage.label(ink, structure=np.ones((3, 3), bool))
+    if n == 0:
+        return []
+    objs = ndimage.find_objects(lab)
+    comps = np.array([(sl[1].start, sl[0].start, sl[1].stop, sl[0].stop) for sl in objs if sl is not None], dtype=np.int64)
+    extra: list[_Box] = []
+    used = np.zeros(len(comps), bool)
+    for b in boxes:
+        h = max(4, b.y1 - b.y0)
+        lim = (b.x0 - 8 * h, b.y0 - 3 * h, b.x1 + 8 * h, b.y1 + 3 * h)
+        cw, ch = comps[:, 2] - comps[:, 0], comps[:, 3] - comps[:, 1]
+        cand = (
+            ~used
+            & (ch <= 2.5 * h)
+            & (cw <= 4 * h)
+            & (comps[:, 0] >= lim[0])
+            & (comps[:, 1] >= lim[1])
+            & (comps[:, 2] <= lim[2])
+            & (comps[:, 3] <= lim[3])
+        )
+        region = [(b.x0, b.y0, b.x1, b.y1)]
+        gap = 0.6 * h
+        while True:
+            idx = np.nonzero(cand)[0]
+            if idx.size == 0:
+                break
+            c = comps[idx]
+            near = np.zeros(idx.size, bool)
+            for x0, y0, x1, y1 in region:
+                dx = np.maximum(0, np.maximum(x0 - c[:, 2], c[:, 0] - x1))
+                dy = np.maximum(0, np.maximum(y0 - c[:, 3], c[:, 1] - y1))
+                near |= (dx <= gap) & (dy <= gap)
+            if not near.any():
+                break
+            for i in idx[near]:
+                x0, y0, x1, y1 = (int(v) for v in comps[i])
+                region.append((x0, y0, x1, y1))
+                extra.append(_Box("", 100.0, x0, y0, x1, y1, (-1, 0, 0)))
+            used[idx[near]] = True
+            cand[idx[near]] = False
+    return extra
+
+
 def _redact(frame: np.ndarray, boxes: list[_Box], value: Any, margin: int) -> int:
+    """Black out boxes (rectangles; the exact quadrilateral for tilted words)."""
     h, w = frame.shape[:2]
     n = 0
+    tilted = [b for b in boxes if b.poly]
+    if tilted:
+        from PIL import Image, ImageDraw
+
+        mask = Image.new("L", (w, h), 0)
+        d = ImageDraw.Draw(mask)
+        for b in tilted:
+            d.polygon(list(b.poly), fill=255, outline=255, width=2 * margin + 1)
+        frame[np.asarray(mask) > 0] = value
+        n += len(tilted)
     for b in boxes:
+        if b.poly:
+            continue
         x0, y0 = max(0, b.x0 - margin), max(0, b.y0 - margin)
         x1, y1 = min(w, b.x1 + margin), min(h, b.y1 + margin)
         if x1 > x0 and y1 > y0:
@@ -607,7 +692,7 @@ def clean_burned_in(
         if not dirty:
             break
         if static:  # sampled cine: overlays are static, redact the union everywhere
-            union = [b for i in dirty for b in todo[i]]
+            union = [b for i in dirty for b in todo[i] + _grow(_normalise(frames[i], photometric), todo[i])]
             for f in range(n_frames):
                 _redact(frames[f], union, black, margin + 2 * (passes - 1))
             redacted_frames.update(range(n_frames))
@@ -615,7 +700,8 @@ def clean_burned_in(
             check = ocr_idx
         else:
             for i in dirty:
-                total_boxes += _redact(frames[i], todo[i], black, margin + 2 * (passes - 1))
+                grown = _grow(_normalise(frames[i], photometric), todo[i])
+                total_boxes += _redact(frames[i], todo[i] + grown, black, margin + 2 * (passes - 1))
                 redacted_frames.add(i)
             check = dirty
         found = ocr_all(check)
