@@ -77,8 +77,13 @@ def _http_error(exc: HttpError, conn_id: str, what: str) -> Exception:
         return ConnectionNotFound(conn_id, f"refused by Google Drive ({status}) while {what}")
     if status == 404:
         return NotFoundAtSource(what)
-    if status == 429 or status >= 500:
-        return TransientError(f"drive {status} while {what}")
+    reason = ""
+    try:
+        reason = json.loads(exc.content or b"{}").get("error", {}).get("errors", [{}])[0].get("reason", "")
+    except (ValueError, AttributeError, IndexError):
+        pass
+    if status == 429 or status >= 500 or reason in ("rateLimitExceeded", "userRateLimitExceeded"):
+        return TransientError(f"drive {status} {reason} while {what}")
     return SourceError(f"drive {status} while {what}: {exc}")
 
 
@@ -199,7 +204,9 @@ class DriveSource(Source):
             # files.get alt=media honours Range: one bounded chunk per request.
             req.headers["range"] = f"bytes={pos}-{pos + self.chunk_size - 1}"
             try:
-                data = req.execute()
+                # num_retries: the client's own backoff for 429/5xx/rate-limit 403s and
+                # socket errors; a chunk that still fails is resumed by the pull step.
+                data = req.execute(num_retries=2)
             except HttpError as exc:
                 status = int(getattr(exc.resp, "status", 0) or 0)
                 if status == 416:  # past the end (empty file, or it shrank)
