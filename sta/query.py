@@ -44,6 +44,7 @@ Keywords
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
 import time
@@ -53,6 +54,8 @@ from typing import Any
 
 import duckdb
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 STORE_NAME = "consolidated.duckdb"
 _REGION_RE = re.compile(r"^[a-z]{2,8}$")
@@ -378,6 +381,9 @@ class StoreSet:
             snap = Snapshot(dict(self.stores), self.threads)
             with self._lock:
                 self._snap, self._stamp = snap, stamp
+            log.info("re-attached stores: %s", ", ".join(snap.indexes))
+        except Exception:  # noqa: BLE001 - keep serving the previous snapshot
+            log.exception("could not re-attach the stores; still serving the previous ones")
         finally:
             self._reloading = False
 
@@ -396,9 +402,12 @@ class StoreSet:
                 if self._snap is None:
                     self._snap, self._stamp = Snapshot(dict(self.stores), self.threads), stamp
                 return self._snap
-        if stamp != self._stamp and not self._reloading:
+        with self._lock:
+            start = stamp != self._stamp and not self._reloading
+            if start:
+                self._reloading = True
+        if start:
             # The old snapshot keeps serving (and stays alive while in use).
-            self._reloading = True
             threading.Thread(target=self._reload, args=(stamp,), daemon=True).start()
         return snap
 

@@ -345,3 +345,39 @@ def test_service_picks_up_a_new_store_without_restart(tmp_path):
         stores.wait_reloaded()
         after = httpx.get(f"{url}/api/studies", headers=h).json()["total"]
     assert before == 48 and after == 24 + 3
+
+
+def test_sta_serve_starts_the_service_and_the_page(env, tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sta.cli", "serve", "--port", str(port), "--data-root", str(env["root"]),
+         "--db", str(env["root"] / "service" / "service.sqlite")],
+        cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(150):
+            try:
+                if httpx.get(url + "/healthz", timeout=2).json()["regions"] == ["br", "co"]:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None, proc.stdout.read()
+            time.sleep(0.2)
+        page = httpx.get(url + "/")
+        assert page.status_code == 200 and "Búsqueda por palabras clave" in page.text
+        assert httpx.get(url + "/static/app.js").status_code == 200
+        r = httpx.get(url + "/api/studies", params={"modality": "MR"}, headers={"X-API-Key": env["keys"]["all"]})
+        assert r.json()["total"] == len(expected_order(env["studies"], {"modality": ["MR"]}))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
