@@ -47,11 +47,11 @@ LANGUAGES = ("es", "pt", "en")
 
 SURROGATES: dict[str, dict[str, str]] = {
     "es": {"PERSON": "NOMBRE", "ID": "ID", "DATE": "FECHA", "PHONE": "TELEFONO", "EMAIL": "EMAIL", "URL": "URL",
-           "ADDRESS": "DIRECCION", "LOCATION": "LUGAR", "ORGANIZATION": "INSTITUCION", "KNOWN": "DATO", "AGE": "EDAD"},
+           "ADDRESS": "DIRECCION", "LOCATION": "LUGAR", "ORGANIZATION": "INSTITUCION", "KNOWN": "DATO", "AGE": "90+"},
     "pt": {"PERSON": "NOME", "ID": "ID", "DATE": "DATA", "PHONE": "TELEFONE", "EMAIL": "EMAIL", "URL": "URL",
-           "ADDRESS": "ENDERECO", "LOCATION": "LOCAL", "ORGANIZATION": "INSTITUICAO", "KNOWN": "DADO", "AGE": "IDADE"},
+           "ADDRESS": "ENDERECO", "LOCATION": "LOCAL", "ORGANIZATION": "INSTITUICAO", "KNOWN": "DADO", "AGE": "90+"},
     "en": {"PERSON": "NAME", "ID": "ID", "DATE": "DATE", "PHONE": "PHONE", "EMAIL": "EMAIL", "URL": "URL",
-           "ADDRESS": "ADDRESS", "LOCATION": "LOCATION", "ORGANIZATION": "INSTITUTION", "KNOWN": "PHI", "AGE": "AGE"},
+           "ADDRESS": "ADDRESS", "LOCATION": "LOCATION", "ORGANIZATION": "INSTITUTION", "KNOWN": "PHI", "AGE": "90+"},
 }
 # When spans of different types overlap, the merged span takes the type
 # with the highest rank (the one a reader would most want hidden).
@@ -162,6 +162,8 @@ class TextScrubber:
                 dm = dates.get((f.start, f.end))
                 if dm is not None:
                     replacement = shift_render(dm, date_shift_days)
+            if replacement is None and f.type == "AGE":
+                replacement = "90+"  # HIPAA Safe Harbor: ages over 89 aggregated
             out.append(replacement if replacement is not None else f"[{labels.get(f.type, 'PHI')}]")
             pos = f.end
         out.append(text[pos:])

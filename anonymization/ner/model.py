@@ -39,8 +39,12 @@ LABEL_MAP = {
     "INSTITUCION": "ORGANIZATION",
     "CENTRO_SALUD": "ORGANIZATION",
     "FECHAS": "DATE",
-    "EDAD_SUJETO_ASISTENCIA": "AGE",
+    # EDAD_SUJETO_ASISTENCIA: ages under 90 are kept (labels need them); 90+ is a pattern.
 }
+
+
+# Longest plausible entity, in words, per type.
+MAX_WORDS = {"PERSON": 6, "ORGANIZATION": 10, "LOCATION": 5, "ADDRESS": 12, "DATE": 6}
 
 
 def load_pipeline(path: str | Path):
@@ -70,11 +74,46 @@ class NerRecognizer(EntityRecognizer):
         doc = self._nlp(text)
         for ent in doc.ents:
             typ = LABEL_MAP.get(ent.label_)
-            if typ and typ in wanted:
+            if not typ or typ not in wanted:
+                continue
+            for start, end in _pieces(text, ent.start_char, ent.end_char):
+                if len(text[start:end].split()) > MAX_WORDS.get(typ, 6):
+                    continue  # a run-on entity: names and places are short
                 out.append(
                     RecognizerResult(
-                        typ, ent.start_char, ent.end_char, 0.85,
+                        typ, start, end, 0.85,
                         recognition_metadata={"recognizer_name": self.name, "recognizer_identifier": self.id},
                     )
                 )
         return out
+
+
+def _pieces(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """An entity cut at line breaks and "Label:" boundaries, label words dropped.
+
+    MEDDOCAN's layout differs from radiology reports, and a model trained on
+    it sometimes runs an entity across a header line ("Hospital X\nNombre:");
+    the label part is not PHI and is kept readable.
+    """
+    import re
+
+    from anonymization.recognizers.names import STOP_WORDS_FOLDED, strip_accents
+
+    out = []
+    for m in re.finditer(r"[^\n:]+", text[start:end]):
+        s, e = start + m.start(), start + m.end()
+        while s < e and not text[s].isalnum():
+            s += 1
+        while e > s and not text[e - 1].isalnum() and text[e - 1] not in ".)":
+            e -= 1
+        piece = text[s:e]
+        if len(piece) < 2:
+            continue
+        # A piece followed by ":" is a label.
+        if text[e : e + 2].lstrip(" ").startswith(":"):
+            continue
+        words = [strip_accents(w.lower()) for w in re.findall(r"[^\W\d_]+", piece)]
+        if words and all(w in STOP_WORDS_FOLDED for w in words):
+            continue
+        out.append((s, e))
+    return out

@@ -50,7 +50,7 @@ FINDERS: dict[str, tuple[Finder, list[str]]] = {
     "sta_names": (find_names, ["PERSON"]),
     "sta_ids": (find_ids, ["ID"]),
     "sta_dates": (find_date_spans, ["DATE"]),
-    "sta_contacts": (find_contacts, ["PHONE", "EMAIL", "URL", "ADDRESS", "LOCATION", "ORGANIZATION", "ID"]),
+    "sta_contacts": (find_contacts, ["PHONE", "EMAIL", "URL", "ADDRESS", "LOCATION", "ORGANIZATION", "ID", "AGE"]),
 }
 
 

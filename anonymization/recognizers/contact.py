@@ -117,6 +117,12 @@ def _field(m: re.Match) -> tuple[int, int]:
     return m.start("v"), m.start("v") + len(v)
 
 
+# Ages of 90 and over identify (HIPAA Safe Harbor aggregates them as "90+").
+AGE_90_RE = re.compile(
+    r"(?<![\w.,])(?:9\d|1[0-2]\d)(?=\s*(?:años|anos|a\.|years?(?:[\s-]+old)?|y/?o\b|yrs?\b|-year-old))", re.IGNORECASE
+)
+
+
 def _digits(s: str) -> int:
     return sum(c.isdigit() for c in s)
 
@@ -125,6 +131,8 @@ def find_contacts(text: str, language: str = "es") -> list[Span]:
     out: list[Span] = []
     for m in EMAIL_RE.finditer(text):
         out.append(("EMAIL", m.start(), m.end(), 1.0))
+    for m in AGE_90_RE.finditer(text):
+        out.append(("AGE", m.start(), m.end(), 0.9))
     for m in URL_RE.finditer(text):
         out.append(("URL", m.start(), m.end(), 0.9))
     for m in IP_RE.finditer(text):
