@@ -408,7 +408,11 @@ def _render_pdf_page(path: Path, reader, index: int):
             doc = pdfium.PdfDocument(str(path))
             try:
                 page = doc[index]
-                bitmap = page.render(scale=RENDER_DPI / 72, grayscale=True)
+                w_pt, h_pt = page.get_size()
+                # 300 dpi, but never a bitmap larger than Tesseract needs
+                # (a poster-sized page would otherwise take gigabytes).
+                scale = min(RENDER_DPI / 72, MAX_OCR_SIDE / max(w_pt, h_pt, 1.0))
+                bitmap = page.render(scale=scale, grayscale=True)
                 return bitmap.to_pil()
             finally:
                 doc.close()
