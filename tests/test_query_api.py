@@ -381,3 +381,26 @@ def test_sta_serve_starts_the_service_and_the_page(env, tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_synthetic_store_is_served_like_a_real_one(tmp_path):
+    from sta.query import StudyFilters, patient_timeline, search_studies
+    from sta.store_synth import generate_store
+
+    path = generate_store(tmp_path / "syn.duckdb", 3000, seed=7)
+    again = generate_store(tmp_path / "syn2.duckdb", 3000, seed=7)
+    stores = StoreSet.from_paths([path])
+    assert stores.regions == ["co"]
+    out = search_studies(stores, StudyFilters(page_size=5))
+    assert out["total"] == 3000 and len(out["results"]) == 5
+    assert sum(out["facets"]["modality"].values()) == 3000
+    assert sum(out["facets"]["sex"].values()) == 3000
+    mg = search_studies(stores, StudyFilters(modality=["MG"], label=["birads"]))
+    assert mg["total"] == out["facets"]["modality"]["MG"]  # every mammogram has a BI-RADS label
+    kw = search_studies(stores, StudyFilters(q="nódulo"))
+    assert 0 < kw["total"] < 3000
+    assert all("dulo" in r["report_text"] for r in kw["results"])
+    token = out["results"][0]["patient_token"]
+    assert patient_timeline(stores, token)["n_studies"] >= 1
+    same = search_studies(StoreSet.from_paths([again]), StudyFilters(page_size=5))
+    assert same["results"] == out["results"]  # same seed, same store
