@@ -403,3 +403,18 @@ def test_file_renamed_before_processing_is_processed_under_its_new_name(env):
     cleanup_landing(root, [f.landing_relpath for f in r2.fetched])
     r3 = pull_partner(partner, root, "run3")
     assert r3.fetched == [] and [s.reason for s in r3.skipped] == ["unchanged"]
+
+
+def test_unprocessed_file_replaced_by_a_copy_of_another_leaves_landing(env):
+    src, partner, root = env
+    write(src / "b.dcm", b"bbb")
+    r1 = pull_partner(partner, root, "run1")
+    cleanup_landing(root, [f.landing_relpath for f in r1.fetched])  # b processed
+    write(src / "a.dcm", b"first a")
+    pull_partner(partner, root, "run2")  # a landed, run2 failed
+    time.sleep(0.01)
+    write(src / "a.dcm", b"bbb")  # the partner overwrote a with b's bytes
+    r3 = pull_partner(partner, root, "run3")
+    assert [(s.remote_path, s.reason) for s in r3.skipped] == [("a.dcm", "duplicate_content"), ("b.dcm", "unchanged")]
+    assert r3.removed_from_landing == ["a.dcm"]
+    assert landing_files(root) == {}

@@ -258,6 +258,8 @@ class _Puller:
             if seen is None and known is not None:
                 seen = (known.first_remote_id, known.first_path)
             if seen is not None and seen[0] != entry.remote_id:
+                if prev is not None and prev.status == "landed" and prev.landing_relpath:
+                    self.remove_landed(prev.landing_relpath)  # its older, unprocessed version
                 self.state.record_duplicate(entry, known.sha256 if known else None, seen[1], rep.run_id)
                 if known is not None:
                     self.run_duplicates.setdefault(known.sha256, []).append(entry)
@@ -284,10 +286,10 @@ class _Puller:
                        entry.source_hash, entry.mtime, old.landing_relpath != entry.path, carried_over=True)
         )  # fmt: skip
 
-    def remove_landed(self, relpath: str) -> None:
+    def remove_landed(self, relpath: str, owner: str | None = None) -> None:
         """Delete an unprocessed landing copy nothing will process any more."""
-        if relpath in self.run_relpaths:
-            return  # claimed by a file of this run
+        if self.run_relpaths.get(relpath, owner) != owner:
+            return  # claimed by another file of this run
         p = self.landing / relpath
         if ".." in Path(relpath).parts or not p.parent.resolve().is_relative_to(self.landing_resolved):
             return
@@ -360,6 +362,8 @@ class _Puller:
                 dup = (known.first_remote_id, known.first_path)
         if dup is not None and dup[0] != entry.remote_id:
             job.tmp.unlink(missing_ok=True)
+            if prev is not None and prev.status == "landed" and prev.landing_relpath:
+                self.remove_landed(prev.landing_relpath, entry.remote_id)  # its older, unprocessed version
             self.state.record_duplicate(fetched_entry, got.sha256, dup[1], rep.run_id)
             self.run_duplicates.setdefault(got.sha256, []).append(fetched_entry)
             rep.skipped.append(Skipped(entry.path, "duplicate_content", entry.remote_id, f"same as {dup[1]}"))
