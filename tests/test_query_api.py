@@ -287,6 +287,14 @@ def test_every_search_is_audited(env):
     assert refused["customer"] is None and refused["key_prefix"] == "sta_nope"
 
 
+def test_cli_prints_the_audit_log(env, capsys, monkeypatch):
+    monkeypatch.setenv("STA_DATA_ROOT", str(env["root"]))
+    get(env, "/api/studies", key="co", sex="F")
+    assert sta_main(["apikey", "audit", "--customer", "Andes Vision", "--limit", "1"]) == 0
+    (entry,) = json.loads(capsys.readouterr().out)
+    assert entry["customer"] == "Andes Vision" and entry["filters"]["sex"] == ["F"]
+
+
 def test_cli_search_prints_what_the_api_returns(env, capsys, monkeypatch):
     monkeypatch.setenv("STA_DATA_ROOT", str(env["root"]))
     args = ["search", "--modality", "MR", "--modality", "CT", "--sex", "F", "--age-min", "40",

@@ -90,6 +90,8 @@ def cmd_apikey(args: argparse.Namespace) -> int:
                   f"(the key is shown only now)", file=sys.stderr)
     elif args.action == "list":
         print(json.dumps(db.list_keys(), indent=2))
+    elif args.action == "audit":
+        print(json.dumps(db.audit_entries(args.customer, args.limit), ensure_ascii=False, indent=2))
     elif args.action == "revoke":
         if not args.prefix:
             raise ValueError("--prefix is required")
@@ -170,9 +172,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_store_args(p)
     p.set_defaults(func=cmd_serve)
 
-    p = subparsers.add_parser("apikey", help="create, list or revoke customer API keys")
-    p.add_argument("action", choices=["create", "list", "revoke"])
-    p.add_argument("--customer", help="customer name (create)")
+    p = subparsers.add_parser("apikey", help="create, list or revoke customer API keys; read the audit log")
+    p.add_argument("action", choices=["create", "list", "revoke", "audit"])
+    p.add_argument("--customer", help="customer name (create; filter for audit)")
+    p.add_argument("--limit", type=int, default=50, help="audit entries to print (newest first)")
     p.add_argument("--plan", default="standard", choices=["standard", "pro", "enterprise"])
     p.add_argument("--regions", help="comma-separated regions the key may search (default: all)")
     p.add_argument("--prefix", help="key prefix to revoke (as shown by 'list')")
