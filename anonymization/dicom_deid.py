@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import struct
 import warnings
 from dataclasses import dataclass
@@ -27,16 +28,20 @@ from typing import BinaryIO
 import pydicom
 from pydicom import config as pydicom_config
 from pydicom.charset import encode_string
-from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
+from pydicom.dataset import Dataset, FileDataset
+from pydicom.datadict import tag_for_keyword
 from pydicom.errors import InvalidDicomError
-from pydicom.sequence import Sequence
 from pydicom.uid import UID, UID_dictionary
 
 from anonymization.dicom_dates import shift_da, shift_da_tm, shift_dt, shift_tm
-from anonymization.dicom_rules import CLEAN, DUMMY, EMPTY, KEEP, REMOVE, UID as REMAP, RuleBook
-from anonymization.identity import PatientIdentity, age_string, read_identity, study_date
+from anonymization.dicom_elements import (
+    BadElement, Node, creator_map, encodings_of, file_meta, keyword, number_text, path_name, read_nodes,
+    text_node, walk, write_nodes,
+)
+from anonymization.dicom_rules import CLEAN, DATE_VRS, DUMMY, EMPTY, KEEP, REMOVE, UID as REMAP, RuleBook
+from anonymization.identity import PatientIdentity, add_element_phi, age_string, read_identity, study_date
 from anonymization.keys import Keyring
-from anonymization.phi_scan import PhiSet, normalise, scan_bytes, scan_texts
+from anonymization.phi_scan import PhiSet, scan_bytes, scan_texts
 from anonymization.profiles import Profile
 
 STA_IMPLEMENTATION_UID = "2.25.160842107343296409787218540290722245437"
@@ -103,6 +108,27 @@ class _PixelSpan:
     length: int  # bytes of the whole element (header + value [+ items])
 
 
+class _View:
+    """``get(keyword, default)`` over one dataset's nodes, for :func:`read_identity`."""
+
+    def __init__(self, nodes: list[Node]) -> None:
+        self._by_tag = {n.tag: n for n in nodes}
+
+    def get(self, kw: str, default: object = None) -> object:
+        tag = tag_for_keyword(kw)
+        n = self._by_tag.get(tag) if tag is not None else None
+        if n is None:
+            return default
+        if n.items is not None:
+            return [_View(item) for item in n.items]
+        if n.values is not None:
+            return n.text()
+        return default
+
+    def __contains__(self, kw: str) -> bool:
+        return tag_for_keyword(kw) in self._by_tag
+
+
 class Deidentifier:
     """One profile, one key, one partner's identity conventions; reusable across files."""
 
@@ -121,6 +147,9 @@ class Deidentifier:
         self.partner_id = partner_id
         self.issuers = national_id_issuers or {}
         self.pixel_cleaner = pixel_cleaner
+        self._uids: dict[str, str] = {}
+        self._modified_dates = profile.options.retain_longitudinal_modified_dates
+        self._method_nodes = self._method()
 
     # -- reading ------------------------------------------------------------
     def _open_header(self, fp: BinaryIO, path: Path) -> FileDataset:
@@ -144,32 +173,44 @@ class Deidentifier:
             msg = str(w.message).lower()
             if "end of file" in msg or "eof" in msg or "truncat" in msg:
                 raise Quarantine("truncated", "header ends before its declared length")
-        if len(ds) == 0:
+        if len(ds._dict) == 0:
             raise Quarantine("not_dicom", "no data elements")
         media_class = str(getattr(ds.file_meta, "MediaStorageSOPClassUID", "") or "")
-        if media_class == DICOMDIR_SOP_CLASS or "DirectoryRecordSequence" in ds:
+        if media_class == DICOMDIR_SOP_CLASS or 0x00041220 in ds._dict:
             raise Quarantine("dicomdir", "a DICOMDIR (media directory) holds paths and names, not images")
-        if "SOPInstanceUID" not in ds or "SOPClassUID" not in ds:
+        if 0x00080018 not in ds._dict or 0x00080016 not in ds._dict:
             raise Quarantine("not_dicom", "no SOP Class/Instance UID: not a composite object")
         return ds
 
-    @staticmethod
-    def _force_values(ds: Dataset) -> None:
-        """Convert every raw element now, so a malformed one quarantines the file."""
-        for tag in list(ds.keys()):
-            try:
-                elem = ds[tag]
-                value = elem.value
-            except Exception as exc:  # noqa: BLE001
-                if tag.is_private:
-                    # A private element whose dictionary VR does not fit its bytes (common in
-                    # implicit VR files): it would be removed anyway, so remove it now.
-                    del ds[tag]
-                    continue
-                raise Quarantine("unreadable_element", f"{tag} {type(exc).__name__}") from exc
-            if elem.VR == "SQ":
-                for item in value or []:
-                    Deidentifier._force_values(item)
+    def _read(self, ds: Dataset) -> tuple[list[Node], PatientIdentity]:
+        """Every element decoded once; the identity and its PHI collected in the same walk."""
+        try:
+            nodes = read_nodes(ds)
+        except BadElement as exc:
+            raise Quarantine("unreadable_element", str(exc)) from exc
+        except Quarantine:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a sequence or value pydicom cannot parse
+            raise Quarantine("unreadable_element", type(exc).__name__) from exc
+        phi = PhiSet()
+        self._collect(nodes, phi)
+        ident = read_identity(_View(nodes), self.keyring, self.rules, self.issuers, self.partner_id, phi=phi)
+        return nodes, ident
+
+    def _collect(self, nodes: list[Node], phi: PhiSet) -> None:
+        for n in nodes:
+            if n.items is not None:
+                for item in n.items:
+                    self._collect(item, phi)
+                continue
+            values = n.values
+            if not values or not any(values):
+                continue
+            private = n.private
+            add_element_phi(
+                phi, "" if private else keyword(n.tag), n.vr, values,
+                private=private, private_creator=private and 0x10 <= (n.tag & 0xFFFF) <= 0xFF,
+            )
 
     @staticmethod
     def _pixel_span(fp: BinaryIO, offset: int, size: int, implicit: bool) -> _PixelSpan | None:
@@ -187,6 +228,8 @@ class Deidentifier:
             (length,) = struct.unpack("<I", head[4:8])
             header = 8
         else:
+            if len(head) < 12:
+                raise Quarantine("truncated", "pixel data element header cut")
             (length,) = struct.unpack("<I", head[8:12])
             header = 12
         if length != 0xFFFFFFFF:
@@ -210,151 +253,183 @@ class Deidentifier:
                 raise Quarantine("truncated", "encapsulated fragment runs past end of file")
 
     # -- the rules ----------------------------------------------------------
-    def _clean(self, ds: Dataset, ident: PatientIdentity, top: bool) -> None:
-        for elem in list(ds):
-            tag = int(elem.tag)
-            if elem.tag.is_private:
-                self._private(ds, elem)
-                continue
-            if elem.tag.element == 0:
-                del ds[tag]  # group lengths: stale after editing (retired, PS3.5 7.2)
-                continue
-            if tag in PIXEL_TAGS:
-                continue
-            rule = self.rules.rule(tag, elem.VR)
-            action = rule.action
-            if elem.VR == "SQ" and action not in (REMOVE, EMPTY):
-                # K, C, D, U on a sequence: keep it, its items follow the same rules
-                for item in elem.value or []:
-                    self._clean(item, ident, False)
-                continue
-            if action == KEEP:
-                continue
-            if action == REMOVE:
-                del ds[tag]
-            elif action == EMPTY:
-                elem.value = Sequence() if elem.VR == "SQ" else ""
-            elif action == REMAP:
-                self._remap_uid(ds, elem, listed=rule.listed)
-            elif action == DUMMY:
-                if elem.VR == "SQ":
-                    for item in elem.value or []:
-                        self._clean(item, ident, False)
-                elif elem.VR == "UI":
-                    self._remap_uid(ds, elem, listed=True)
-                elif elem.VR in ("DA", "DT", "TM") and self.profile.options.retain_longitudinal_modified_dates:
-                    self._shift(ds, elem, ident)
-                else:
-                    elem.value = _DUMMY_BY_VR.get(elem.VR, b"" if elem.VR.startswith("O") else 0)
-            elif action == CLEAN:
-                if elem.VR == "SQ":
-                    for item in elem.value or []:
-                        self._clean(item, ident, False)
-                elif elem.VR in ("DA", "DT", "TM"):
-                    self._shift(ds, elem, ident)
-                elif elem.VR in ("LT", "ST", "UT"):
-                    # Free-text comments and histories can name anyone (a relative, another
-                    # patient): known values can be removed, unknown names cannot, so they go.
-                    del ds[tag]
-                elif elem.VR in ("LO", "SH", "UC", "CS"):
-                    cleaned = self._clean_text(str(elem.value or ""), ident.phi)
-                    if cleaned is None:
-                        del ds[tag]
-                    else:
-                        elem.value = cleaned
-                else:
-                    del ds[tag]
-            else:  # an action we do not know is an action we do not trust
-                del ds[tag]
+    def _uid(self, value: str, listed: bool) -> str:
+        v = value.strip().rstrip("\x00")
+        if not v or (not listed and v in UID_dictionary):  # SOP classes, transfer syntaxes, coding schemes
+            return v
+        out = self._uids.get(v)
+        if out is None:
+            if len(self._uids) > 100_000:
+                self._uids.clear()
+            out = self._uids[v] = self.keyring.uid(v)
+        return out
 
-    def _private(self, ds: Dataset, elem: pydicom.DataElement) -> None:
-        if self.profile.options.retain_safe_private and self.profile.safe_private:
-            group, el = elem.tag.group, elem.tag.element
-            if 0x10 <= el <= 0xFF:  # a private creator: keep while one of its elements is kept
-                creator = str(elem.value).strip()
-                if any(sp.creator == creator for sp in self.profile.safe_private):
-                    return
-            else:
-                block = el >> 8
-                creator_tag = (group << 16) | block
-                creator = str(ds[creator_tag].value).strip() if creator_tag in ds else ""
-                for sp in self.profile.safe_private:
-                    if sp.creator == creator and (el & 0xFF) in sp.elements and elem.VR not in ("PN", "SQ", "UN"):
-                        return
-        del ds[elem.tag]
-
-    def _remap_uid(self, ds: Dataset, elem: pydicom.DataElement, *, listed: bool) -> None:
-        def one(v: str) -> str:
-            v = str(v).strip()
-            if not v:
-                return v
-            if not listed and v in UID_dictionary:  # SOP classes, transfer syntaxes, coding schemes
-                return v
-            return self.keyring.uid(v)
-
-        if elem.VM > 1:
-            elem.value = [one(v) for v in elem.value]
-        elif elem.value:
-            elem.value = one(elem.value)
-
-    def _shift(self, ds: Dataset, elem: pydicom.DataElement, ident: PatientIdentity) -> None:
-        values = list(elem.value) if elem.VM > 1 else [elem.value]
+    def _shift_values(self, n: Node, ident: PatientIdentity) -> list[str] | None:
         out: list[str] = []
-        for v in values:
-            v = str(v or "").strip()
+        for v in n.values or []:
+            v = v.strip()
             if not v:
                 out.append(v)
                 continue
-            if elem.VR == "DA":
+            if n.vr == "DA":
                 shifted = shift_da(v, ident.offset)
-            elif elem.VR == "DT":
+            elif n.vr == "DT":
                 shifted = shift_dt(v, ident.offset)
             else:
                 shifted = shift_tm(v, ident.offset)
             if shifted is None:
-                del ds[elem.tag]
-                return
+                return None  # a date we cannot shift is a date we cannot publish
             out.append(shifted)
-        elem.value = out if elem.VM > 1 else out[0]
+        return out
 
-    def _shift_pairs(self, ds: Dataset, ident: PatientIdentity) -> set[int]:
-        """Date+Time attribute pairs shifted together (before the generic walk)."""
-        done: set[int] = set()
-        for elem in list(ds):
-            kw = elem.keyword
-            if elem.VR != "DA" or not kw.endswith("Date") or elem.VM != 1:
+    def _pairs(self, nodes: list[Node], ident: PatientIdentity) -> dict[int, str]:
+        """Date+Time attribute pairs shifted together as one datetime (intervals survive to the second)."""
+        by_kw = {keyword(n.tag): n for n in nodes if not n.private and n.values is not None}
+        shifted: dict[int, str] = {}
+        for kw, da in by_kw.items():
+            if da.vr != "DA" or not kw.endswith("Date") or len(da.values or ()) != 1 or not da.values[0]:
                 continue
-            tm_kw = kw[:-4] + "Time"
-            if tm_kw not in ds or ds[tm_kw].VM != 1 or not elem.value or not ds[tm_kw].value:
+            tm = by_kw.get(kw[:-4] + "Time")
+            if tm is None or tm.vr != "TM" or len(tm.values or ()) != 1 or not tm.values[0]:
                 continue
-            if self.rules.rule(int(elem.tag), "DA").action not in (CLEAN, DUMMY):
+            if self.rules.rule(da.tag, "DA").action not in (CLEAN, DUMMY):
                 continue
-            pair = shift_da_tm(str(elem.value), str(ds[tm_kw].value), ident.offset)
-            if pair is None:
+            pair = shift_da_tm(da.values[0], tm.values[0], ident.offset)
+            if pair is not None:
+                shifted[da.tag], shifted[tm.tag] = pair
+        return shifted
+
+    def _clean(self, nodes: list[Node], ident: PatientIdentity, encodings: tuple[str, ...],
+               pairs: dict[int, str]) -> list[Node]:
+        """PS3.15 Table E.1-1 actions, as narrowed by the profile, applied at any depth."""
+        out: list[Node] = []
+        rule_of = self.rules.rule
+        creators: dict[int, str] | None = None
+        for n in nodes:
+            tag, vr = n.tag, n.vr
+            if n.private:
+                if creators is None:
+                    creators = creator_map(nodes)
+                if self._keep_private(n, creators):
+                    out.append(n)
                 continue
-            elem.value, ds[tm_kw].value = pair
-            done.update({int(elem.tag), int(ds[tm_kw].tag)})
-        return done
+            if tag & 0xFFFF == 0:
+                continue  # group lengths: stale after editing (retired, PS3.5 7.2)
+            if tag in PIXEL_TAGS:
+                out.append(n)
+                continue
+            if tag == 0x00080005 and n.values is not None:
+                encodings = encodings_of(n.values if len(n.values) > 1 else n.values[0])
+            rule = rule_of(tag, vr)
+            action = rule.action
+            if n.items is not None:
+                if action == REMOVE:
+                    continue
+                if action == EMPTY:
+                    out.append(Node(tag, "SQ", None, None, []))
+                    continue
+                # K, C, D, U on a sequence: kept, its items follow the same rules
+                out.append(Node(tag, "SQ", None, None, [self._clean(item, ident, encodings, {}) for item in n.items]))
+                continue
+            if action == KEEP:
+                out.append(n)
+            elif action == REMOVE:
+                continue
+            elif action == EMPTY:
+                out.append(Node(tag, vr, b"", [""] if n.values is not None else None))
+            elif action == REMAP or (action == DUMMY and vr == "UI"):
+                out.append(self._remap(n, listed=rule.listed or action == DUMMY))
+            elif action == DUMMY:
+                if vr in DATE_VRS and self._modified_dates:
+                    shifted = self._shifted(n, ident, pairs)
+                    if shifted is not None:
+                        out.append(shifted)
+                else:
+                    out.append(_dummy(n))
+            elif action == CLEAN:
+                if vr in DATE_VRS:
+                    shifted = self._shifted(n, ident, pairs)
+                    if shifted is not None:
+                        out.append(shifted)
+                elif vr in ("LO", "SH", "UC", "CS") and n.values is not None:
+                    # Free text (LT/ST/UT) can name anyone (a relative, another patient):
+                    # known values can be removed, unknown names cannot, so it goes.
+                    cleaned = [self._clean_text(v, ident.phi) for v in n.values]
+                    if all(c is not None for c in cleaned):
+                        out.append(text_node(tag, vr, cleaned, encodings))  # type: ignore[arg-type]
+            # any other action is one we do not know, and so do not trust: removed
+        return out
+
+    def _shifted(self, n: Node, ident: PatientIdentity, pairs: dict[int, str]) -> Node | None:
+        if n.tag in pairs:
+            return text_node(n.tag, n.vr, [pairs[n.tag]])
+        values = self._shift_values(n, ident)
+        return None if values is None else text_node(n.tag, n.vr, values)
+
+    def _remap(self, n: Node, *, listed: bool) -> Node:
+        if n.vr != "UI" or n.values is None:
+            return Node(n.tag, n.vr, b"", [""] if n.values is not None else None)
+        return text_node(n.tag, "UI", [self._uid(v, listed) for v in n.values])
+
+    def _keep_private(self, n: Node, creators: dict[int, str]) -> bool:
+        if not (self.profile.options.retain_safe_private and self.profile.safe_private):
+            return False
+        el = n.tag & 0xFFFF
+        if 0x10 <= el <= 0xFF:  # a private creator: kept while one of its elements may be
+            creator = (n.values or [""])[0].strip()
+            return any(sp.creator == creator for sp in self.profile.safe_private)
+        creator = creators.get((n.tag & 0xFFFF0000) | (el >> 8), "")
+        return any(
+            sp.creator == creator and (el & 0xFF) in sp.elements and n.vr not in ("PN", "SQ", "UN")
+            for sp in self.profile.safe_private
+        )
 
     @staticmethod
     def _clean_text(text: str, phi: PhiSet) -> str | None:
         """Clean Descriptors (PS3.15 E.3.5): drop known identities, long numbers and dates."""
-        import re
-
-        pattern = phi.pattern()
-        words = re.split(r"(\s+)", text)
+        matcher = phi.matcher()
         kept: list[str] = []
-        for w in words:
-            n = normalise(w)
-            if n and pattern is not None and pattern.search(n):
+        for w in _SPACES.split(text):
+            if matcher is not None and w.strip() and matcher.search(w):
                 continue
-            if re.search(r"\d{5,}|\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4}", w):
+            if _NUMBERISH.search(w):
                 continue
             kept.append(w)
         result = "".join(kept).strip()
-        if pattern is not None and pattern.search(normalise(result)):
+        if matcher is not None and matcher.search(result):
             return None  # multi-word names survive word-by-word removal: drop the value
         return result
+
+    def _method(self) -> list[Node]:
+        """Attributes every de-identified file carries (PS3.15 E.1.1 items 5-7), built once."""
+        items = [
+            [text_node(0x00080100, "SH", [value]), text_node(0x00080102, "SH", ["DCM"]),
+             text_node(0x00080104, "LO", [meaning])]
+            for value, meaning in self.profile.method_codes()
+        ]
+        nodes = [
+            text_node(0x00120062, "CS", ["YES"]),
+            text_node(0x00120063, "LO", [f"STA {STA_VERSION_NAME}; PS3.15 Annex E; profile {self.profile.name}"[:64]]),
+            Node(0x00120064, "SQ", None, None, items),
+        ]
+        if self._modified_dates:
+            nodes.append(text_node(0x00280303, "CS", ["MODIFIED"]))
+        return nodes
+
+    def _finish(self, nodes: list[Node], ident: PatientIdentity) -> list[Node]:
+        by_tag = {n.tag: n for n in nodes}
+        by_tag[0x00100010] = text_node(0x00100010, "PN", [ident.token])
+        by_tag[0x00100020] = text_node(0x00100020, "LO", [ident.token])
+        age = age_string(ident.age, self.profile.age_cap)
+        if age and self.profile.options.retain_patient_characteristics:
+            by_tag[0x00101010] = text_node(0x00101010, "AS", [age])
+        else:
+            by_tag.pop(0x00101010, None)
+        if 0x00100040 in by_tag and not self.profile.options.retain_patient_characteristics:
+            by_tag[0x00100040] = text_node(0x00100040, "CS", [""])
+        for n in self._method_nodes:
+            by_tag[n.tag] = n
+        return sorted(by_tag.values(), key=lambda n: n.tag)
 
     # -- the file -----------------------------------------------------------
     def deidentify_file(self, src: Path, dst_dir: Path, relpath: str | None = None) -> DeidResult:
@@ -369,19 +444,17 @@ class Deidentifier:
         with src.open("rb") as fp:
             ds = self._open_header(fp, src)
             header_end = fp.tell()
-            ts = str(ds.file_meta.get("TransferSyntaxUID", "1.2.840.10008.1.2") or "1.2.840.10008.1.2")
-            self._force_values(ds)
-            implicit = ts == "1.2.840.10008.1.2"
-            needs_pixels = self._pixels_at_risk(ds)
-            if ts in _STREAMABLE_TS_EXCLUDED or needs_pixels:
-                return self._deidentify_in_memory(src, dst_dir, needs_pixels, relpath)
-            span = self._pixel_span(fp, header_end, size, implicit)
-            return self._write(ds, fp, span, dst_dir, relpath, pixels_modified=False)
+            ts = str(ds.file_meta.get("TransferSyntaxUID", "") or "")
+            if ts in _STREAMABLE_TS_EXCLUDED or not getattr(ds, "original_encoding", (True, True))[1]:
+                return self._deidentify_in_memory(src, dst_dir, self._pixels_at_risk(ds), relpath)
+            if self._pixels_at_risk(ds):
+                return self._deidentify_in_memory(src, dst_dir, True, relpath)
+            return self._deidentify_header(ds, fp, header_end, size, dst_dir, relpath, pixels_modified=False)
 
     def _pixels_at_risk(self, ds: Dataset) -> bool:
         if not self.profile.options.clean_pixel_data:
             return False
-        if not any(t in ds for t in PIXEL_TAGS) and "Rows" not in ds:
+        if not any(t in ds._dict for t in PIXEL_TAGS) and 0x00280010 not in ds._dict:
             return False
         mode = self.profile.pixel_policy.mode(str(ds.get("Modality", "") or ""))
         if mode == "never":
@@ -392,88 +465,97 @@ class Deidentifier:
         return mode == "always" or burned or secondary
 
     def _deidentify_in_memory(self, src: Path, dst_dir: Path, clean_pixels: bool, relpath: str | None) -> DeidResult:
+        """Decoded whole: pixels to clean, or an encoding that cannot be streamed (deflate, big endian).
+
+        The (cleaned) dataset is re-encoded as Little Endian in memory and then
+        goes through the same header path as every other file: one set of rules.
+        """
         try:
             ds = pydicom.dcmread(src, force=True)
         except Exception as exc:  # noqa: BLE001
             raise Quarantine("unreadable_pixel_data", type(exc).__name__) from exc
-        self._force_values(ds)
-        ident_for_pixels = read_identity(ds, self.keyring, self.rules, self.issuers, self.partner_id)
         modified = False
         if clean_pixels:
             if self.pixel_cleaner is None:
                 raise Quarantine("burned_in_text", "pixels at risk of burned-in text and no pixel cleaner is configured")
+            ident = read_identity(ds, self.keyring, self.rules, self.issuers, self.partner_id)
             try:
-                self.pixel_cleaner(ds, sorted(ident_for_pixels.phi.raw))  # type: ignore[operator]
+                self.pixel_cleaner(ds, sorted(ident.phi.raw))  # type: ignore[operator]
             except Quarantine:
                 raise
             except Exception as exc:  # noqa: BLE001
                 reason = getattr(exc, "reason", None) or "burned_in_text"
                 raise Quarantine(str(reason), f"pixels could not be cleared: {exc}") from exc
             modified = True
-        return self._write(ds, None, None, dst_dir, relpath, pixels_modified=modified, ident=ident_for_pixels)
+        buf = io.BytesIO()
+        try:
+            implicit, little = _to_little_endian(ds)
+            pydicom.dcmwrite(buf, ds, enforce_file_format=True, implicit_vr=implicit, little_endian=little)
+        except Quarantine:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise Quarantine("write_error", f"re-encoding: {type(exc).__name__}") from exc
+        size = buf.tell()
+        buf.seek(0)
+        header = self._open_header(buf, src)
+        return self._deidentify_header(header, buf, buf.tell(), size, dst_dir, relpath, pixels_modified=modified)
 
-    def _write(
-        self,
-        ds: FileDataset,
-        fp: BinaryIO | None,
-        span: _PixelSpan | None,
-        dst_dir: Path,
-        relpath: str | None,
-        *,
-        pixels_modified: bool,
-        ident: PatientIdentity | None = None,
+    def _deidentify_header(
+        self, ds: FileDataset, fp: BinaryIO, header_end: int, size: int, dst_dir: Path, relpath: str | None,
+        *, pixels_modified: bool,
     ) -> DeidResult:
-        ident = ident or read_identity(ds, self.keyring, self.rules, self.issuers, self.partner_id)
-        # Values needed later but not identifying.
-        modality = _s(ds.get("Modality"))
-        body_part = _s(ds.get("BodyPartExamined"))
-        manufacturer = _s(ds.get("Manufacturer"))
-        model = _s(ds.get("ManufacturerModelName"))
-        rows, cols = _i(ds.get("Rows")), _i(ds.get("Columns"))
-        frames = _i(ds.get("NumberOfFrames")) or (1 if rows else None)
-        series_number = _i(ds.get("SeriesNumber"))
+        implicit, little = getattr(ds, "original_encoding", (True, True))
+        implicit = implicit in (True, None)
+        ts = str(ds.file_meta.get("TransferSyntaxUID", "") or "")
+        if not ts or ts in ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1") or ts == "1.2.840.10008.1.2.2":
+            ts = "1.2.840.10008.1.2" if implicit else "1.2.840.10008.1.2.1"  # as encoded, whatever the meta said
+        elif implicit:
+            raise Quarantine("unreadable_header", "Implicit VR dataset under a compressed transfer syntax")
+        nodes, ident = self._read(ds)
+        span = self._pixel_span(fp, header_end, size, implicit)
+        top = _View(nodes)
+        info = {kw: _s(top.get(kw)) for kw in _INFO_KEYWORDS}
+        rows_cols = {n.tag: n for n in nodes if n.tag in (0x00280010, 0x00280011)}
 
-        pixel_elems = {t: ds[t] for t in PIXEL_TAGS if t in ds}
-        for t in pixel_elems:
-            del ds[t]
-        self._shift_pairs(ds, ident)
-        self._clean(ds, ident, True)
-        self._finish(ds, ident)
-
-        # Residual scan over every decoded string at any depth.
-        hits = scan_texts(ident.phi, _strings(ds))
-        if hits:
-            raise Quarantine("residual_phi", "original identifying value found after de-identification in " + ", ".join(sorted(set(hits))[:5]))
-
-        sop, series, study = str(ds.SOPInstanceUID), str(ds.get("SeriesInstanceUID", "")), str(ds.get("StudyInstanceUID", ""))
+        encodings = encodings_of(top.get("SpecificCharacterSet") and top.get("SpecificCharacterSet").split("\\"))
+        try:
+            cleaned = self._clean(nodes, ident, encodings, self._pairs(nodes, ident))
+        except BadElement as exc:
+            raise Quarantine("unreadable_element", str(exc)) from exc
+        out_nodes = self._finish(cleaned, ident)
+        out_view = _View(out_nodes)
+        sop = _s(out_view.get("SOPInstanceUID")) or ""
+        series, study = _s(out_view.get("SeriesInstanceUID")), _s(out_view.get("StudyInstanceUID"))
+        sop_class = _s(out_view.get("SOPClassUID")) or ""
+        if not sop or not sop_class:
+            raise Quarantine("missing_uid", "SOP Class or Instance UID emptied")
         if not series or not study:
             raise Quarantine("missing_uid", "Study or Series Instance UID absent")
+
+        # Residual scan 1: every decoded value at any depth (names, IDs, dates in their forms).
+        hits = _residual_texts(ident.phi, out_nodes)
+        if hits:
+            raise Quarantine("residual_phi", "original identifying value found after de-identification in "
+                             + ", ".join(sorted(set(hits))[:5]))
+        parts: list[bytes] = [file_meta(sop_class, sop, ts, STA_IMPLEMENTATION_UID, STA_VERSION_NAME)]
+        try:
+            write_nodes(out_nodes, implicit, parts)
+        except BadElement as exc:
+            raise Quarantine("write_error", str(exc)) from exc
+        header_bytes = b"".join(parts)
+        # Residual scan 2: the written bytes, in every encoding the file may use.
+        if scan_bytes(ident.phi, header_bytes, _python_encodings(encodings)) or _raw_hit(ident.phi, header_bytes, encodings):
+            raise Quarantine("residual_phi", "original identifying value found in the written header bytes")
+
         out = Path(dst_dir) / (relpath or f"{study}/{series}/{sop}.dcm")
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-        digest = hashlib.sha256()
-        header = io.BytesIO()
-        try:
-            ds.save_as(header, enforce_file_format=True)
-        except Exception as exc:  # noqa: BLE001
-            raise Quarantine("write_error", f"{type(exc).__name__}: {exc}") from exc
-        header_bytes = header.getvalue()
-        if scan_bytes(ident.phi, header_bytes, _python_encodings(ds)) or _raw_hit(ident.phi, header_bytes, ds):
-            raise Quarantine("residual_phi", "original identifying value found in the written header bytes")
-        if pixel_elems and fp is None:  # in-memory path: pixels were decoded (and cleaned)
-            for el in pixel_elems.values():
-                ds.add(el)
-            full = io.BytesIO()
-            try:
-                ds.save_as(full, enforce_file_format=True)
-            except Exception as exc:  # noqa: BLE001
-                raise Quarantine("write_error", f"{type(exc).__name__}: {exc}") from exc
-            header_bytes = full.getvalue()
+        digest = hashlib.sha256(header_bytes)
+        written = len(header_bytes)
         try:
             with tmp.open("wb") as out_fp:
                 out_fp.write(header_bytes)
-                digest.update(header_bytes)
-                if fp is not None and span is not None:
+                if span is not None:
                     fp.seek(span.offset)
                     remaining = span.length
                     while remaining:
@@ -483,135 +565,149 @@ class Deidentifier:
                         out_fp.write(chunk)
                         digest.update(chunk)
                         remaining -= len(chunk)
+                        written += len(chunk)
             os.replace(tmp, out)
         finally:
             if tmp.exists():
                 tmp.unlink()
+        rows, cols = (_us(rows_cols.get(t)) for t in (0x00280010, 0x00280011))
+        frames = _i(info["NumberOfFrames"]) or (1 if rows else None)
         return DeidResult(
             output=out,
             sop_uid=sop,
             series_uid=series,
             study_uid=study,
-            sop_class_uid=str(ds.SOPClassUID),
-            transfer_syntax=str(ds.file_meta.TransferSyntaxUID),
+            sop_class_uid=sop_class,
+            transfer_syntax=ts,
             patient_token=ident.token,
-            modality=modality,
-            body_part=body_part,
-            study_date_shifted=study_date(_s(ds.get("StudyDate")) or ""),
-            study_description=_s(ds.get("StudyDescription")),
-            series_description=_s(ds.get("SeriesDescription")),
-            series_number=series_number,
+            modality=info["Modality"],
+            body_part=info["BodyPartExamined"],
+            study_date_shifted=study_date(_s(out_view.get("StudyDate")) or ""),
+            study_description=_s(out_view.get("StudyDescription")),
+            series_description=_s(out_view.get("SeriesDescription")),
+            series_number=_i(info["SeriesNumber"]),
             age=ident.age,
             sex=ident.sex,
             birth_year=ident.birth_year,
-            manufacturer=manufacturer,
-            manufacturer_model=model,
+            manufacturer=info["Manufacturer"],
+            manufacturer_model=info["ManufacturerModelName"],
             rows=rows,
             cols=cols,
             frames=frames,
-            size_bytes=out.stat().st_size,
+            size_bytes=written,
             sha256=digest.hexdigest(),
             pixels_modified=pixels_modified,
             identity=ident,
         )
 
-    def _finish(self, ds: FileDataset, ident: PatientIdentity) -> None:
-        """Attributes every de-identified file carries (PS3.15 E.1.1 items 5-7)."""
-        ds.PatientName = ident.token
-        ds.PatientID = ident.token
-        age = age_string(ident.age, self.profile.age_cap)
-        if age and self.profile.options.retain_patient_characteristics:
-            ds.PatientAge = age
-        elif "PatientAge" in ds:
-            del ds.PatientAge
-        if "PatientSex" in ds and not self.profile.options.retain_patient_characteristics:
-            ds.PatientSex = ""
-        ds.PatientIdentityRemoved = "YES"
-        codes = self.profile.method_codes()
-        ds.DeidentificationMethod = f"STA {STA_VERSION_NAME}; PS3.15 Annex E; profile {self.profile.name}"[:64]
-        seq = Sequence()
-        for value, meaning in codes:
-            item = Dataset()
-            item.CodeValue = value
-            item.CodingSchemeDesignator = "DCM"
-            item.CodeMeaning = meaning
-            seq.append(item)
-        ds.DeidentificationMethodCodeSequence = seq
-        if self.profile.options.retain_longitudinal_modified_dates:
-            ds.LongitudinalTemporalInformationModified = "MODIFIED"
-        meta = ds.file_meta if isinstance(ds.file_meta, FileMetaDataset) else FileMetaDataset(ds.file_meta)
-        if "TransferSyntaxUID" not in meta:  # a file without meta: keep the encoding it was read in
-            implicit, little = getattr(ds, "original_encoding", (True, True))
-            meta.TransferSyntaxUID = UID(
-                "1.2.840.10008.1.2" if implicit in (True, None)
-                else ("1.2.840.10008.1.2.1" if little in (True, None) else "1.2.840.10008.1.2.2")
-            )
-        meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-        meta.MediaStorageSOPClassUID = ds.SOPClassUID
-        meta.ImplementationClassUID = UID(STA_IMPLEMENTATION_UID)
-        meta.ImplementationVersionName = STA_VERSION_NAME
-        for kw in ("SourceApplicationEntityTitle", "SendingApplicationEntityTitle", "ReceivingApplicationEntityTitle",
-                   "PrivateInformationCreatorUID", "PrivateInformation", "SourcePresentationAddress"):
-            if kw in meta:
-                delattr(meta, kw)
-        ds.file_meta = meta
-        ds.preamble = b"\x00" * 128
+
+_INFO_KEYWORDS = ("Modality", "BodyPartExamined", "Manufacturer", "ManufacturerModelName", "NumberOfFrames", "SeriesNumber")
+_SPACES = re.compile(r"(\s+)")
+_NUMBERISH = re.compile(r"\d{5,}|\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4}")
+_DUMMY_NUMBERS = {"US": b"\x00\x00", "SS": b"\x00\x00", "UL": b"\x00" * 4, "SL": b"\x00" * 4, "FL": b"\x00" * 4,
+                  "FD": b"\x00" * 8, "SV": b"\x00" * 8, "UV": b"\x00" * 8}
 
 
-def _s(elem: object) -> str | None:
-    if elem is None:
+def _dummy(n: Node) -> Node:
+    """PS3.15 E.1.1 D: a value of the same VR that identifies nobody."""
+    if n.vr in _DUMMY_BY_VR:
+        return text_node(n.tag, n.vr, [_DUMMY_BY_VR[n.vr]])
+    if n.vr in _DUMMY_NUMBERS:
+        return Node(n.tag, n.vr, _DUMMY_NUMBERS[n.vr])
+    return Node(n.tag, n.vr, b"", None, None, n.wvr if n.vr == "UN" else None)  # binary (O*, UN): empty
+
+
+def _to_little_endian(ds: Dataset) -> tuple[bool, bool]:
+    """Deflated and Big Endian datasets become Explicit VR Little Endian before the header path.
+
+    Returns the (implicit, little endian) encoding to write the dataset with.
+    """
+    ts = str(ds.file_meta.get("TransferSyntaxUID", "") or "")
+    implicit, little = getattr(ds, "original_encoding", (None, None))
+    big = little is False or ts == "1.2.840.10008.1.2.2"
+    if big and "PixelData" in ds:
+        # Native pixels swapped word by word (PS3.5 7.3: OW is 16-bit words, larger samples by their size).
+        import numpy as np
+
+        bits = int(ds.get("BitsAllocated", 16) or 16)
+        width = bits // 8 if bits in (16, 32, 64) else (2 if ds["PixelData"].VR == "OW" else 1)
+        if width > 1:
+            ds.PixelData = np.frombuffer(ds.PixelData, dtype=f">u{width}").astype(f"<u{width}").tobytes()
+    if big or ts == "1.2.840.10008.1.2.1.99":
+        ds.file_meta.TransferSyntaxUID = UID("1.2.840.10008.1.2.1")
+        implicit = False
+    elif "TransferSyntaxUID" not in ds.file_meta:
+        ds.file_meta.TransferSyntaxUID = UID("1.2.840.10008.1.2" if implicit in (True, None) else "1.2.840.10008.1.2.1")
+    if "MediaStorageSOPClassUID" not in ds.file_meta and "SOPClassUID" in ds:
+        ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    if "MediaStorageSOPInstanceUID" not in ds.file_meta and "SOPInstanceUID" in ds:
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ts = str(ds.file_meta.TransferSyntaxUID)
+    return (ts == "1.2.840.10008.1.2"), True
+
+
+_NOT_TEXT = frozenset({"UI", "OB", "OW", "OF", "OD", "OL", "OV", "UN"})
+_DEVICE_TAGS = frozenset({0x00080070, 0x00081090, 0x00181020})  # Manufacturer, model, software versions
+
+
+def _texts(nodes: list[Node]) -> list[tuple[tuple[int, ...], str]]:
+    """Every value written, as text: decoded strings, number strings and binary numbers."""
+    out: list[tuple[tuple[int, ...], str]] = []
+    for path, n in walk(nodes):
+        if n.items is not None or n.vr in _NOT_TEXT or n.tag in PIXEL_TAGS:
+            continue  # UIDs are remapped or registered class UIDs; binary is scanned as bytes
+        text = n.text() if n.values is not None else number_text(n)
+        if text:
+            out.append((path, text))
+    return out
+
+
+def _residual_texts(phi: PhiSet, nodes: list[Node]) -> list[str]:
+    """Locations of output values holding an original identifying value (none: publishable).
+
+    All values are first searched in one pass (device fields, which Retain
+    Device Identity keeps, only for strong values); only when that finds
+    something is each value searched alone, to name the locations and to
+    discard a name that two neighbouring values happen to spell together.
+    """
+    texts = _texts(nodes)
+    device = [t for p, t in texts if p[-1] in _DEVICE_TAGS]
+    other = [t for p, t in texts if p[-1] not in _DEVICE_TAGS]
+    strong, full = phi.matcher(include_weak=False), phi.matcher()
+    suspect = (full is not None and full.search("\n".join(other))) or (
+        strong is not None and strong.search("\n".join(device))
+    )
+    if not suspect:
+        return []
+    return scan_texts(phi, [(path_name(p), t) for p, t in texts])
+
+
+def _s(value: object) -> str | None:
+    if value is None:
         return None
-    value = getattr(elem, "value", elem)
-    text = str(value).strip() if value is not None else ""
+    text = str(value).strip()
     return text or None
 
 
-def _i(elem: object) -> int | None:
-    value = getattr(elem, "value", elem)
+def _i(value: object) -> int | None:
     try:
-        return int(value) if value not in (None, "") else None
+        return int(float(str(value))) if value not in (None, "") else None
     except (TypeError, ValueError):
         return None
 
 
-def _strings(ds: Dataset, path: str = "") -> list[tuple[str, str]]:
-    out: list[tuple[str, str]] = []
-    for elem in ds:
-        where = f"{path}{elem.keyword or elem.tag}"
-        if elem.VR == "SQ":
-            for i, item in enumerate(elem.value or []):
-                out.extend(_strings(item, f"{where}[{i}]."))
-        elif elem.VR in ("OB", "OW", "OF", "OD", "OL", "OV", "UN", "UI") or int(elem.tag) in PIXEL_TAGS:
-            continue  # UIDs are all remapped or registered class UIDs; binary is scanned as bytes
-        else:
-            out.append((where, str(elem.value)))
-    # the file meta group is written too
-    if not path and getattr(ds, "file_meta", None) is not None:
-        for elem in ds.file_meta:
-            if elem.VR not in ("OB", "UI"):
-                out.append((f"meta.{elem.keyword}", str(elem.value)))
-    return out
+def _us(n: Node | None) -> int | None:
+    if n is None or not n.raw or len(n.raw) < 2:
+        return None
+    return struct.unpack("<H", n.raw[:2])[0]
 
 
-def _python_encodings(ds: Dataset) -> tuple[str, ...]:
-    from pydicom.charset import convert_encodings
-
-    charset = ds.get("SpecificCharacterSet", "ISO_IR 6")
-    try:
-        encs = convert_encodings(charset)
-    except Exception:  # noqa: BLE001
-        encs = []
-    return tuple(dict.fromkeys(["latin-1", "utf-8", *encs]))
+def _python_encodings(encodings: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(["latin-1", "utf-8", *encodings]))
 
 
-def _raw_hit(phi: PhiSet, data: bytes, ds: Dataset) -> bool:
+def _raw_hit(phi: PhiSet, data: bytes, encodings: tuple[str, ...]) -> bool:
     """Original values encoded in the file's own character set (e.g. ISO 2022 names)."""
-    from pydicom.charset import convert_encodings
-
-    try:
-        encodings = convert_encodings(ds.get("SpecificCharacterSet", "ISO_IR 6"))
-    except Exception:  # noqa: BLE001
-        return False
     for value in phi.raw:
         if len(value) < 4 and not any(ord(c) > 127 for c in value):
             continue
@@ -620,7 +716,7 @@ def _raw_hit(phi: PhiSet, data: bytes, ds: Dataset) -> bool:
             if len(part) < 2 or (part.isascii() and len(part) < 4):
                 continue
             try:
-                encoded = encode_string(part, encodings)
+                encoded = encode_string(part, list(encodings))
             except Exception:  # noqa: BLE001
                 continue
             if encoded and not encoded.isascii() and encoded in data:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from typing import Any
 
 from pydicom.dataset import Dataset
 
@@ -48,7 +49,7 @@ class PatientIdentity:
     accession: str | None = None  # raw; used only to link reports in the enclave
 
 
-def national_document(ds: Dataset, issuers: dict[str, str]) -> tuple[str, str, str] | None:
+def national_document(ds: Any, issuers: dict[str, str]) -> tuple[str, str, str] | None:
     """(country, type, number) from PatientID or OtherPatientIDsSequence, per the partner's issuers.
 
     ``issuers`` maps IssuerOfPatientID values to "CO-CC" style country-type pairs.
@@ -64,8 +65,44 @@ def national_document(ds: Dataset, issuers: dict[str, str]) -> tuple[str, str, s
     return None
 
 
+def add_element_phi(
+    phi: PhiSet, keyword: str, vr: str, values: list[str], *, private: bool, private_creator: bool
+) -> None:
+    """One element's identifying values into ``phi`` (shared by every reader of a header).
+
+    Public elements: names (PN), dates and times, and the identifier attributes;
+    private elements: anything that looks like a name (``^``) or a long number,
+    because vendors park patient names and IDs in their own tags.
+    """
+    if private:
+        if private_creator:
+            return  # vendor names such as "GEMS_ACQU_01", not identities
+        if vr in TEXT_VRS or vr == "UN":
+            for text in values:
+                if "^" in text:
+                    phi.add_name(text)
+                elif len(text.strip()) >= 5 and any(ch.isdigit() for ch in text):
+                    phi.add_text(text)
+        return
+    if vr == "PN":
+        for v in values:
+            phi.add_name(v)
+    elif vr == "DA":
+        for v in values:
+            phi.add_date(v)
+    elif vr == "DT":
+        for v in values:
+            phi.add_date(v[:8])
+    elif vr == "TM":
+        for v in values:
+            phi.add_time(v)
+    elif vr in TEXT_VRS and keyword in IDENTIFIER_KEYWORDS:
+        for v in values:
+            phi.add_text(v, weak=keyword in WEAK_KEYWORDS)
+
+
 def collect_phi(ds: Dataset, rules: RuleBook, phi: PhiSet) -> None:
-    """Every identifying value of the dataset, at any depth, into ``phi``."""
+    """Every identifying value of a pydicom dataset, at any depth, into ``phi``."""
     for elem in ds:
         if elem.VR == "SQ":
             for item in elem.value or []:
@@ -74,37 +111,22 @@ def collect_phi(ds: Dataset, rules: RuleBook, phi: PhiSet) -> None:
         if elem.value is None or elem.value == "":
             continue
         values = elem.value if elem.VM > 1 else [elem.value]
-        if elem.tag.is_private:
-            if elem.tag.is_private_creator:
-                continue  # vendor names such as "GEMS_ACQU_01", not identities
-            if elem.VR in TEXT_VRS or elem.VR == "UN":
-                for v in values:
-                    text = v.decode("latin-1", "ignore") if isinstance(v, bytes) else str(v)
-                    if "^" in text:
-                        phi.add_name(text)
-                    elif any(ch.isdigit() for ch in text) and len(text.strip()) >= 5:
-                        phi.add_text(text)
-            continue
-        if elem.VR == "PN":
-            for v in values:
-                phi.add_name(str(v))
-        elif elem.VR == "DA":
-            for v in values:
-                phi.add_date(str(v))
-        elif elem.VR == "DT":
-            for v in values:
-                phi.add_date(str(v)[:8])
-        elif elem.VR == "TM":
-            for v in values:
-                phi.add_time(str(v))
-        elif elem.VR in TEXT_VRS and elem.keyword in IDENTIFIER_KEYWORDS:
-            for v in values:
-                phi.add_text(str(v), weak=elem.keyword in WEAK_KEYWORDS)
+        texts = [v.decode("latin-1", "ignore") if isinstance(v, bytes) else str(v) for v in values]
+        add_element_phi(phi, elem.keyword, elem.VR, texts, private=elem.tag.is_private,
+                        private_creator=elem.tag.is_private and elem.tag.is_private_creator)
 
 
 def read_identity(
-    ds: Dataset, keyring: Keyring, rules: RuleBook, issuers: dict[str, str], partner_id: str
+    ds: Any, keyring: Keyring, rules: RuleBook, issuers: dict[str, str], partner_id: str,
+    phi: PhiSet | None = None,
 ) -> PatientIdentity:
+    """Token, offset, age and identifying values of one header.
+
+    ``ds`` is a pydicom Dataset or anything with ``get(keyword, default)``
+    returning decoded strings (and item lists for OtherPatientIDsSequence), such
+    as the de-identifier's own element view; ``phi`` is passed when the caller
+    already collected the values while reading (one walk instead of two).
+    """
     doc = national_document(ds, issuers)
     name = str(ds.get("PatientName", "") or "")
     birth = str(ds.get("PatientBirthDate", "") or "")
@@ -130,8 +152,9 @@ def read_identity(
         when = parse_da(str(ds.get("StudyDate", "") or ""))
         birth_year = (when.year - age) if when else None
     sex = str(ds.get("PatientSex", "") or "").strip().upper() or None
-    phi = PhiSet()
-    collect_phi(ds, rules, phi)
+    if phi is None:
+        phi = PhiSet()
+        collect_phi(ds, rules, phi)
     if doc:
         phi.add_text(doc[2])
     accession = str(ds.get("AccessionNumber", "") or "").strip() or None

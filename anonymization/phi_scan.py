@@ -9,6 +9,7 @@ scan is the second line that catches it (fail closed).
 
 from __future__ import annotations
 
+import codecs
 import re
 import unicodedata
 from collections.abc import Iterable
@@ -24,11 +25,68 @@ _STOPWORDS = frozenset(
 MIN_LEN = 4
 
 
+_NON_WORD = re.compile(r"[\W_]+")
+_COMBINING: dict[int, None] = {}
+
+
+def _combining_marks() -> dict[int, None]:
+    """str.translate table deleting every combining mark (built once, on the first non-ASCII text)."""
+    if not _COMBINING:
+        # All combining marks (canonical combining class > 0) lie in U+0300..U+1E94A.
+        _COMBINING.update({cp: None for cp in range(0x300, 0x1F000) if unicodedata.combining(chr(cp))})
+    return _COMBINING
+
+
 def normalise(value: str) -> str:
-    """Case-, accent- and punctuation-insensitive form (keeps non-Latin letters)."""
-    decomposed = unicodedata.normalize("NFKD", value)
-    stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
-    return re.sub(r"[\W_]+", " ", stripped.upper()).strip()
+    """Case-, accent- and punctuation-insensitive form (keeps non-Latin letters).
+
+    NFKD, combining marks dropped, upper case, every run of non-word characters
+    (and underscores) folded to one space. ASCII text (most of a DICOM header)
+    needs no decomposition, so it skips the Unicode work.
+    """
+    if value.isascii():
+        return _NON_WORD.sub(" ", value.upper()).strip()
+    stripped = unicodedata.normalize("NFKD", value).translate(_combining_marks())
+    return _NON_WORD.sub(" ", stripped.upper()).strip()
+
+
+class TermMatcher:
+    """Whole-word search for a set of normalised terms, without a regular expression.
+
+    In normalised text words are separated by exactly one space, so a term
+    (itself normalised: words joined by single spaces) occurs with word
+    boundaries on both sides exactly when its words are a contiguous run of
+    the text's words. Checking the runs against a set is the same test as
+    the alternation regex ``(?<![^\\W_])(?:t1|t2|...)(?![^\\W_])`` but costs
+    no compilation per file and is linear in the text.
+    """
+
+    __slots__ = ("terms", "lengths", "firsts")
+
+    def __init__(self, terms: Iterable[str]) -> None:
+        self.terms = frozenset(terms)
+        self.lengths = sorted({t.count(" ") + 1 for t in self.terms} - {1})
+        self.firsts = frozenset(t.split(" ", 1)[0] for t in self.terms if " " in t)
+
+    def search_normalised(self, text: str) -> bool:
+        if not text:
+            return False
+        words = text.split(" ")
+        terms = self.terms
+        if not terms.isdisjoint(words):
+            return True  # a one-word term (or a word equal to a term)
+        if not self.lengths or self.firsts.isdisjoint(words):
+            return False
+        firsts = self.firsts
+        for i, w in enumerate(words):
+            if w in firsts:
+                for n in self.lengths:
+                    if " ".join(words[i : i + n]) in terms:
+                        return True
+        return False
+
+    def search(self, text: str) -> bool:
+        return self.search_normalised(normalise(text))
 
 
 def date_variants(value: str) -> set[str]:
@@ -63,27 +121,33 @@ class PhiSet:
     # Institution and station names: identifying, but vendors' test files often
     # name the vendor as the institution; they are not searched in device fields.
     weak: set[str] = field(default_factory=set)
+    # Matchers and patterns built from the sets, dropped whenever a value is added.
+    _cache: dict[tuple[str, bool, int], object] = field(default_factory=dict, repr=False, compare=False)
 
     def add_text(self, value: str, *, weak: bool = False) -> None:
         value = str(value).strip()
         if not value:
             return
+        self._cache.clear()
         self.raw.add(value)
         (self.weak if weak else self.values).add(normalise(value))
 
     def add_name(self, pn: str) -> None:
         if str(pn).strip():
+            self._cache.clear()
             self.raw.add(str(pn).strip())
             self.values.update(name_variants(str(pn)))
 
     def add_date(self, value: str) -> None:
         if value.strip():
+            self._cache.clear()
             self.raw.add(value.strip())
             self.values.update(date_variants(value))
 
     def add_time(self, value: str) -> None:
         digits = re.sub(r"[^0-9]", "", value.split(".")[0])
         if len(digits) == 6:
+            self._cache.clear()
             self.values.add(digits)
 
     def searchable(self, include_weak: bool = True, min_digits: int = MIN_LEN) -> list[str]:
@@ -96,24 +160,43 @@ class PhiSet:
             and (not v.replace(" ", "").isdigit() or len(v.replace(" ", "")) >= min_digits)
         )
 
+    def matcher(self, include_weak: bool = True, min_digits: int = MIN_LEN) -> TermMatcher | None:
+        """The searchable values as a :class:`TermMatcher` (memoised until the set changes)."""
+        key = ("m", include_weak, min_digits)
+        if key not in self._cache:
+            terms = self.searchable(include_weak, min_digits)
+            self._cache[key] = TermMatcher(terms) if terms else None
+        return self._cache[key]  # type: ignore[return-value]
+
     def pattern(self, include_weak: bool = True, min_digits: int = MIN_LEN) -> re.Pattern[str] | None:
-        terms = self.searchable(include_weak, min_digits)
-        if not terms:
-            return None
-        alternation = "|".join(re.escape(t).replace(r"\ ", r"\s+") for t in sorted(terms, key=len, reverse=True))
-        return re.compile(rf"(?<![^\W_])(?:{alternation})(?![^\W_])")
+        """The same search as a regular expression (for callers that need match positions)."""
+        key = ("p", include_weak, min_digits)
+        if key not in self._cache:
+            terms = self.searchable(include_weak, min_digits)
+            if not terms:
+                self._cache[key] = None
+            else:
+                alternation = "|".join(
+                    re.escape(t).replace(r"\ ", r"\s+") for t in sorted(terms, key=len, reverse=True)
+                )
+                self._cache[key] = re.compile(rf"(?<![^\W_])(?:{alternation})(?![^\W_])")
+        return self._cache[key]  # type: ignore[return-value]
 
 
 DEVICE_FIELDS = frozenset({"Manufacturer", "ManufacturerModelName", "SoftwareVersions"})
 
 
 def scan_texts(phi: PhiSet, texts: Iterable[tuple[str, str]]) -> list[str]:
-    """Return the locations (never the values) whose text contains an original value."""
-    strong, full = phi.pattern(include_weak=False), phi.pattern()
+    """Return the locations (never the values) whose text contains an original value.
+
+    Each text is searched on its own (a name split across two attributes is
+    not a hit); device fields (Retain Device Identity) only for strong values.
+    """
+    strong, full = phi.matcher(include_weak=False), phi.matcher()
     hits = []
     for where, text in texts:
-        pattern = strong if where.rsplit(".", 1)[-1] in DEVICE_FIELDS else full
-        if pattern is not None and pattern.search(normalise(text)):
+        matcher = strong if where.rsplit(".", 1)[-1] in DEVICE_FIELDS else full
+        if matcher is not None and matcher.search(text):
             hits.append(where)
     return hits
 
@@ -124,14 +207,19 @@ def scan_bytes(phi: PhiSet, data: bytes, encodings: Iterable[str] = ("latin-1", 
     Short numbers (a 5-digit study id) occur inside UIDs and binary values by
     chance; they are searched in the decoded text values instead (scan_texts).
     """
-    pattern = phi.pattern(include_weak=False, min_digits=8)
-    if pattern is None:
+    matcher = phi.matcher(include_weak=False, min_digits=8)
+    if matcher is None:
         return False
+    seen: set[str] = set()
     for enc in encodings:
         try:
-            text = data.decode(enc, errors="ignore")
+            codec = codecs.lookup(enc).name
         except LookupError:
             continue
-        if pattern.search(normalise(text)):
+        if codec in seen:  # "latin-1" and "iso8859-1" are one decoding
+            continue
+        seen.add(codec)
+        text = data.decode(codec, errors="ignore")
+        if matcher.search(text):
             return True
     return False

@@ -12,6 +12,7 @@ import warnings
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import pydicom
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
@@ -130,14 +131,21 @@ def test_real_world_files_leave_no_identity_behind(deid, tmp_path):
         assert out.StudyInstanceUID.startswith("2.25.") and out.StudyInstanceUID != inp.get("StudyInstanceUID")
         assert out.file_meta.MediaStorageSOPInstanceUID == out.SOPInstanceUID
         if "PixelData" in inp and not result.pixels_modified:
-            assert out.PixelData == inp.PixelData, src.name
+            if inp.original_encoding[1] is False:  # big endian input is published little endian
+                bits = int(inp.BitsAllocated)
+                width = bits // 8 if bits in (16, 32, 64) else (2 if inp["PixelData"].VR == "OW" else 1)
+                swapped = np.frombuffer(inp.PixelData, f">u{width}").astype(f"<u{width}").tobytes()
+                assert out.PixelData == (swapped if width > 1 else inp.PixelData), src.name
+            else:
+                assert out.PixelData == inp.PixelData, src.name
         codes = [i.CodeValue for i in out.DeidentificationMethodCodeSequence]
         assert "113100" in codes and "113107" in codes
     # US/OT/SC/NM secondary captures are at risk of burned-in text: without the OCR
     # cleaner (this test) they must be refused, never published.
     assert published >= 45, (published, reasons)
     assert reasons["burned_in_text"] >= 50
-    assert set(reasons) <= {"burned_in_text", "dicomdir", "not_dicom", "truncated", "residual_phi", "write_error"}
+    assert set(reasons) <= {"burned_in_text", "dicomdir", "not_dicom", "truncated", "residual_phi", "write_error",
+                            "unreadable_element"}
 
 
 def _rich_dataset(**extra) -> Dataset:
