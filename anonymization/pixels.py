@@ -227,16 +227,27 @@ def _views(frame: np.ndarray, photometric: str, rotations: Sequence[int]):
     floor = float(np.median(rest)) + 25 if rest.size else 0.0
     ink = np.where(ink <= floor, 0, ink)
     shown = np.where(mask, 255, 255 - ink).astype(np.uint8)
-    img = Image.fromarray(shown, "L")
-    views.append((img.resize((int(img.width * 1.5), int(img.height * 1.5)), Image.BICUBIC), 1.5))
-    views.append((Image.fromarray(np.where(g >= 200, 0, 255).astype(np.uint8), "L"), 1.0))
+    # Small frames (ultrasound, screenshots) are enlarged for small fonts;
+    # large radiographs are read as they are, or reduced to 3000 px.
+    side = max(g.shape)
+    up = 1.5 if side <= 1200 else 1.0 if side <= 3000 else 3000 / side
+    down = 1.0 if side <= 3000 else 3000 / side
+
+    def sized(im, f: float):
+        return im if f == 1.0 else im.resize((max(1, int(im.width * f)), max(1, int(im.height * f))), Image.BICUBIC)
+
+    views.append((sized(Image.fromarray(shown, "L"), up), up))
+    views.append((sized(Image.fromarray(np.where(g >= 200, 0, 255).astype(np.uint8), "L"), down), down))
     if bright_image:
-        views.append((Image.fromarray(np.where(g <= 55, 0, 255).astype(np.uint8), "L"), 1.0))
+        views.append((sized(Image.fromarray(np.where(g <= 55, 0, 255).astype(np.uint8), "L"), down), down))
     out = []
     for k, (im, scale) in enumerate(views):
         # Thresholded views are also read tilted: names stamped at an angle
         # over the image are only legible to Tesseract once straightened.
-        angles = list(rotations) + ([a for a in TILTS if a not in rotations] if k > 0 else [])
+        # (Only on ultrasound/screenshot-sized frames: on radiographs text is
+        # straight and each extra read of 7 megapixels costs seconds.)
+        tilts = [a for a in TILTS if a not in rotations] if k > 0 and side <= 1600 else []
+        angles = list(rotations) + tilts
         for rot in angles:
             out.append((im if rot == 0 else im.rotate(rot, expand=True, fillcolor=255, resample=Image.BILINEAR), scale, rot, im.size))
     return out
