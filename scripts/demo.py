@@ -124,11 +124,25 @@ def _link_and_search(partners, say) -> None:  # noqa: ANN001
             return
         run = run_dag(dag_id)
         say(f"  {dag_id}: {run.state} in {run.seconds:.1f}s")
-    from sta import query
+    from sta.config import data_root
+    from sta.query import StoreSet, StudyFilters, linked_patients, patient_timeline, search_studies
 
-    demo = getattr(query, "demo_summary", None)
-    if demo is not None:
-        say(json.dumps(demo(regions), indent=2, default=str, ensure_ascii=False))
+    stores = StoreSet.discover(data_root())
+    page = search_studies(stores, StudyFilters(q="nodulo", page_size=3), regions)
+    say(f"  search q='nodulo' over regions {regions}: {page['total']} studies; first {len(page['results'])}:")
+    for r in page["results"]:
+        say(f"    {r.get('study_uid')}  {r.get('modality')} {r.get('body_region')}  {r.get('country')}  "
+            f"age {r.get('age_at_study')} sex {r.get('sex')}  labels {r.get('labels')}")
+    linked = linked_patients(stores, regions, limit=1)
+    if linked:
+        token = linked[0]["patient_token"]
+        timeline = patient_timeline(stores, token, regions)
+        studies = timeline.get("studies", [])
+        say(f"  patient seen at {', '.join(linked[0]['partners'])}: token {token}, {len(studies)} studies")
+        for st in studies:
+            say(f"    {st.get('study_date_shifted')}  {st.get('partner_id')}  {st.get('modality')}  "
+                f"{st.get('study_description')}")
+    say("  more: .venv/bin/sta search --help   (the page: make up, then http://127.0.0.1:8000/)")
 
 
 if __name__ == "__main__":
