@@ -86,11 +86,12 @@ LOCATION_LABEL_RE = re.compile(
 _CAP = r"[A-ZÁÉÍÓÚÂÊÔÃÕÀÇÑÜ][\wÁÉÍÓÚÂÊÔÃÕÀÇÑÜáéíóúâêôãõàçñü'’.-]*"
 _PART = r"(?:de|del|la|las|los|el|da|das|do|dos|e|y|of|the|and|san|santa|são|st\.?)"
 INSTITUTION_RE = re.compile(
-    rf"(?<![\w])(?i:Hospital|Hosp\.|Cl[íi]nica|Cl[íi]nic|Centro\s+M[ée]dico|Centro\s+de\s+Salud|Centro\s+de\s+Sa[úu]de|Centro\s+Hospitalario|Sanatorio|"
+    rf"(?<![\w])(?i:Complejo\s+Hospitalario(?:\s+Universitario)?|Complexo\s+Hospitalar(?:io)?|[ÁA]rea\s+Hospitalaria|Fundaci[óo]|Asociaci[óo]n|Associa[çc][ãa]o|"
+    rf"Red\s+de\s+Salud|Rede\s+D'Or|Hospital|Hosp\.|Cl[íi]nica|Cl[íi]nic|Centro\s+M[ée]dico|Centro\s+de\s+Salud|Centro\s+de\s+Sa[úu]de|Centro\s+Hospitalario|Sanatorio|"
     rf"Fundaci[óo]n|Funda[çc][ãa]o|Instituto|Policl[íi]nica|Policl[íi]nico|Santa\s+Casa|Medical\s+Center|Medical\s+Centre|Health\s+System|"
     rf"Health\s+Center|Imaging\s+Center|Laboratorio|Laborat[óo]rio|Unidad\s+M[ée]dica|IPS|E\.?S\.?E\.?|UBS|UPA|Hospital\s+Universitario|"
     rf"Hospital\s+das\s+Cl[íi]nicas|Cl[íi]nica\s+Universidad|Diagn[óo]stico|Radiolog[íi]a|Imagenolog[íi]a|Memorial|University\s+Hospital|General\s+Hospital|"
-    rf"Children's\s+Hospital)(?:[ \t]+(?:{_PART}[ \t]+)*{_CAP}){{1,6}}",
+    rf"Children's\s+Hospital)(?:[ \t]+(?:{_PART}[ \t]+)*(?:{_CAP}|\d{{1,2}}(?=[ \t]+de[ \t]))){{1,6}}",
 )
 INSTITUTION_SUFFIX_RE = re.compile(
     rf"(?<![\w])(?:{_CAP}[ \t](?:(?:{_PART})[ \t])?){{1,4}}(?:Medical\s+Center|Medical\s+Centre|General\s+Hospital|Memorial\s+Hospital|"
