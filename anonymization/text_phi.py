@@ -47,16 +47,16 @@ LANGUAGES = ("es", "pt", "en")
 
 SURROGATES: dict[str, dict[str, str]] = {
     "es": {"PERSON": "NOMBRE", "ID": "ID", "DATE": "FECHA", "PHONE": "TELEFONO", "EMAIL": "EMAIL", "URL": "URL",
-           "ADDRESS": "DIRECCION", "LOCATION": "LUGAR", "ORGANIZATION": "INSTITUCION", "KNOWN": "DATO", "AGE": "90+"},
+           "ADDRESS": "DIRECCION", "LOCATION": "LUGAR", "ORGANIZATION": "INSTITUCION", "KNOWN": "DATO", "AGE": "90+", "TIME": "HORA"},
     "pt": {"PERSON": "NOME", "ID": "ID", "DATE": "DATA", "PHONE": "TELEFONE", "EMAIL": "EMAIL", "URL": "URL",
-           "ADDRESS": "ENDERECO", "LOCATION": "LOCAL", "ORGANIZATION": "INSTITUICAO", "KNOWN": "DADO", "AGE": "90+"},
+           "ADDRESS": "ENDERECO", "LOCATION": "LOCAL", "ORGANIZATION": "INSTITUICAO", "KNOWN": "DADO", "AGE": "90+", "TIME": "HORA"},
     "en": {"PERSON": "NAME", "ID": "ID", "DATE": "DATE", "PHONE": "PHONE", "EMAIL": "EMAIL", "URL": "URL",
-           "ADDRESS": "ADDRESS", "LOCATION": "LOCATION", "ORGANIZATION": "INSTITUTION", "KNOWN": "PHI", "AGE": "90+"},
+           "ADDRESS": "ADDRESS", "LOCATION": "LOCATION", "ORGANIZATION": "INSTITUTION", "KNOWN": "PHI", "AGE": "90+", "TIME": "TIME"},
 }
 # When spans of different types overlap, the merged span takes the type
 # with the highest rank (the one a reader would most want hidden).
 _RANK = {"PERSON": 9, "ID": 8, "KNOWN": 7, "PHONE": 6, "EMAIL": 6, "ADDRESS": 5, "DATE": 4, "ORGANIZATION": 3,
-         "LOCATION": 3, "URL": 2, "AGE": 1}
+         "LOCATION": 3, "URL": 2, "AGE": 1, "TIME": 1}
 #: Presidio results below this score are ignored.
 MIN_SCORE = 0.45
 
@@ -219,8 +219,13 @@ def _merge(findings: list[Finding]) -> list[Finding]:
         s = min(f.start for f in group)
         e = max(f.end for f in group)
         full_dates = [f for f in group if f.type == "DATE" and f.start == s and f.end == e]
+        whole = [f for f in group if f.start == s and f.end == e and f.score >= 0.9 and f.source != "known"]
         if full_dates and all(f.type in ("DATE", "PHONE", "ID") and f.score < 0.9 or f.type == "DATE" for f in group):
             typ = "DATE"
+        elif whole:
+            # A labelled field that spans everything ("Endereço: Rua Oscar
+            # Freire, 3475") names the type better than a name inside it.
+            typ = max(whole, key=lambda f: (f.score, _RANK.get(f.type, 0))).type
         else:
             typ = max(group, key=lambda f: (_RANK.get(f.type, 0), f.score)).type
         best = max(group, key=lambda f: f.score)

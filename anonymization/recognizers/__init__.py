@@ -14,17 +14,18 @@ from typing import Callable, List, Optional
 from presidio_analyzer import EntityRecognizer, RecognizerResult
 
 from anonymization.recognizers.contact import find_contacts
-from anonymization.recognizers.dates import find_dates
+from anonymization.recognizers.dates import find_dates, find_times
 from anonymization.recognizers.ids import find_ids
 from anonymization.recognizers.names import find_names
 
 Finder = Callable[[str, str], list]
 
-ENTITIES = ["PERSON", "ID", "DATE", "PHONE", "EMAIL", "URL", "ADDRESS", "LOCATION", "ORGANIZATION", "AGE"]
+ENTITIES = ["PERSON", "ID", "DATE", "TIME", "PHONE", "EMAIL", "URL", "ADDRESS", "LOCATION", "ORGANIZATION", "AGE"]
 
 
 def find_date_spans(text: str, language: str = "es") -> list[tuple[str, int, int, float]]:
-    return [("DATE", d.start, d.end, 0.95) for d in find_dates(text, language)]
+    spans = [("DATE", d.start, d.end, 0.95) for d in find_dates(text, language)]
+    return spans + [("TIME", s, e, 0.7) for s, e in find_times(text)]
 
 
 class FunctionRecognizer(EntityRecognizer):
@@ -49,7 +50,7 @@ class FunctionRecognizer(EntityRecognizer):
 FINDERS: dict[str, tuple[Finder, list[str]]] = {
     "sta_names": (find_names, ["PERSON"]),
     "sta_ids": (find_ids, ["ID"]),
-    "sta_dates": (find_date_spans, ["DATE"]),
+    "sta_dates": (find_date_spans, ["DATE", "TIME"]),
     "sta_contacts": (find_contacts, ["PHONE", "EMAIL", "URL", "ADDRESS", "LOCATION", "ORGANIZATION", "ID", "AGE"]),
 }
 

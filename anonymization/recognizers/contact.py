@@ -99,7 +99,9 @@ INSTITUTION_SUFFIX_RE = re.compile(
     rf"Radiology|Diagnostics|Healthcare|Health)(?![\w])"
 )
 INSTITUTION_LABEL_RE = re.compile(
-    r"(?<![\w])(?:instituci[óo]n|institui[çc][ãa]o|hospital|cl[íi]nica|centro|sede|unidad|unidade|facility|institution|establecimiento|estabelecimento|prestador)"
+    # Only as a field of its own ("Institución: X" at a line start or after a
+    # wide gap), not "Indicación clínica: ..." or "Historia clínica: ...".
+    r"(?:^|(?<=\n)|(?<=\s\s)|(?<=[|;]))[ \t]*(?:instituci[óo]n|institui[çc][ãa]o|hospital|cl[íi]nica|centro|sede|unidad|unidade|facility|institution|establecimiento|estabelecimento|prestador)"
     r"(?![^\W\d_])\s*[:=]\s*(?P<v>[^\n|;]{3,80})",
     re.IGNORECASE,
 )

@@ -233,3 +233,15 @@ def parse_date(text: str, language: str = "es") -> dt.date | None:
         if dm.date is not None and not dm.partial:
             return dm.date
     return None
+
+
+# Clock times ("08:35", "14h20", "8:35:10 a.m."): with the date they pin an
+# exam to a moment; a report keeps its clinical meaning without them.
+TIME_RE = re.compile(
+    r"(?<![\w:.,/])(?:[01]?\d|2[0-3])(?::|h(?=\d))[0-5]\d(?::[0-5]\d)?(?:\s?(?:[ap]\.?\s?m\.?|hs?|hrs?)(?![\w]))?(?![\w:]|[.,]\d)",
+    re.IGNORECASE,
+)
+
+
+def find_times(text: str) -> list[tuple[int, int]]:
+    return [(m.start(), m.end()) for m in TIME_RE.finditer(text)]

@@ -190,6 +190,11 @@ def find_names(text: str, language: str = "es") -> list[Span]:
             if t:
                 start = t.end()
             end = _header_value_end(text, start)
+            # Names are capitalised (Title or UPPER case, particles aside):
+            # "Técnica: Incidências padrão" is a technique, not a technician.
+            words = re.findall(r"[^\W\d_][^\s,^]*", text[start:end])
+            if words and not all(w[0].isupper() or re.fullmatch(PARTICLE, w) for w in words):
+                continue
         if end - start >= 2 and any(c.isalpha() for c in text[start:end]):
             out.append(("PERSON", start, end, 0.9))
     for m in _TITLE_RE.finditer(text):
