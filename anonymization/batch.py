@@ -31,6 +31,7 @@ class DeidSettings:
     partner_id: str = "local"
     national_id_issuers: dict[str, str] = field(default_factory=dict)
     clean_pixels: bool = True
+    checksum: bool = True  # SHA-256 of each output (the pipeline records it; ``sta deid`` does not)
 
 
 @dataclass
@@ -62,6 +63,7 @@ def build_deidentifier(settings: DeidSettings, key: bytes | None = None) -> Deid
         partner_id=settings.partner_id,
         national_id_issuers=settings.national_id_issuers,
         pixel_cleaner=pixel_cleaner() if settings.clean_pixels else None,
+        checksum=settings.checksum,
     )
 
 

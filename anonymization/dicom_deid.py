@@ -19,6 +19,7 @@ import io
 import os
 import re
 import struct
+import threading
 import warnings
 from dataclasses import dataclass
 from datetime import date
@@ -140,7 +141,12 @@ class Deidentifier:
         partner_id: str = "local",
         national_id_issuers: dict[str, str] | None = None,
         pixel_cleaner: object | None = None,
+        checksum: bool = True,
     ) -> None:
+        """``checksum=False`` leaves ``DeidResult.sha256`` empty: for callers that do not
+        record it (``sta deid``), a large file then costs a kernel copy instead of a
+        SHA-256 pass over its pixels. No safety check depends on it."""
+        self.checksum = checksum
         self.profile = profile
         self.keyring = keyring
         self.rules = RuleBook(profile)
@@ -550,22 +556,14 @@ class Deidentifier:
         out = Path(dst_dir) / (relpath or f"{study}/{series}/{sop}.dcm")
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-        digest = hashlib.sha256(header_bytes)
+        digest = hashlib.sha256(header_bytes) if self.checksum else None
         written = len(header_bytes)
         try:
             with tmp.open("wb") as out_fp:
                 out_fp.write(header_bytes)
                 if span is not None:
-                    fp.seek(span.offset)
-                    remaining = span.length
-                    while remaining:
-                        chunk = fp.read(min(CHUNK, remaining))
-                        if not chunk:
-                            raise Quarantine("truncated", "pixel data ended while copying")
-                        out_fp.write(chunk)
-                        digest.update(chunk)
-                        remaining -= len(chunk)
-                        written += len(chunk)
+                    out_fp.flush()
+                    written += _copy_span(fp, out_fp, span, digest)
             os.replace(tmp, out)
         finally:
             if tmp.exists():
@@ -595,7 +593,7 @@ class Deidentifier:
             cols=cols,
             frames=frames,
             size_bytes=written,
-            sha256=digest.hexdigest(),
+            sha256=digest.hexdigest() if digest is not None else "",
             pixels_modified=pixels_modified,
             identity=ident,
         )
@@ -606,6 +604,69 @@ _SPACES = re.compile(r"(\s+)")
 _NUMBERISH = re.compile(r"\d{5,}|\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4}")
 _DUMMY_NUMBERS = {"US": b"\x00\x00", "SS": b"\x00\x00", "UL": b"\x00" * 4, "SL": b"\x00" * 4, "FL": b"\x00" * 4,
                   "FD": b"\x00" * 8, "SV": b"\x00" * 8, "UV": b"\x00" * 8}
+
+
+def _copy_span(src: BinaryIO, dst: BinaryIO, span: _PixelSpan, digest: "hashlib._Hash | None") -> int:
+    """Copy the pixel element verbatim, hashing it on the way; memory stays at a few chunks.
+
+    On real files the kernel copies (``copy_file_range``, no bytes through
+    Python) in one thread while this thread reads the same range from the page
+    cache and hashes it: both release the GIL, so the copy costs about what the
+    SHA-256 costs. Elsewhere (in-memory buffers) a plain chunked loop.
+    """
+    try:
+        in_fd, out_fd = src.fileno(), dst.fileno()
+    except (AttributeError, OSError, io.UnsupportedOperation):
+        in_fd = out_fd = -1
+    if in_fd >= 0 and hasattr(os, "copy_file_range"):
+        error: list[BaseException] = []
+
+        def kernel_copy() -> None:
+            try:
+                pos, end, out_pos = span.offset, span.offset + span.length, os.lseek(out_fd, 0, os.SEEK_CUR)
+                while pos < end:
+                    n = os.copy_file_range(in_fd, out_fd, min(end - pos, 1 << 30), pos, out_pos)
+                    if n == 0:
+                        raise Quarantine("truncated", "pixel data ended while copying")
+                    pos += n
+                    out_pos += n
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+                error.append(exc)
+
+        worker = threading.Thread(target=kernel_copy, name="pixel-copy")
+        worker.start()
+        pos, end = span.offset, span.offset + span.length
+        try:
+            while digest is not None and pos < end:
+                chunk = os.pread(in_fd, min(CHUNK * 4, end - pos), pos)
+                if not chunk:
+                    raise Quarantine("truncated", "pixel data ended while hashing")
+                digest.update(chunk)
+                pos += len(chunk)
+        finally:
+            worker.join()
+        if error:
+            if isinstance(error[0], OSError):  # e.g. a file system without copy_file_range: copy by hand
+                dst.seek(0, os.SEEK_END)
+                return _copy_loop(src, dst, span, None)
+            raise error[0]
+        os.lseek(out_fd, 0, os.SEEK_END)
+        return span.length
+    return _copy_loop(src, dst, span, digest)
+
+
+def _copy_loop(src: BinaryIO, dst: BinaryIO, span: _PixelSpan, digest: "hashlib._Hash | None") -> int:
+    src.seek(span.offset)
+    remaining = span.length
+    while remaining:
+        chunk = src.read(min(CHUNK, remaining))
+        if not chunk:
+            raise Quarantine("truncated", "pixel data ended while copying")
+        dst.write(chunk)
+        if digest is not None:
+            digest.update(chunk)
+        remaining -= len(chunk)
+    return span.length
 
 
 def _dummy(n: Node) -> Node:

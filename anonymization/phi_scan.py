@@ -26,15 +26,12 @@ MIN_LEN = 4
 
 
 _NON_WORD = re.compile(r"[\W_]+")
-_COMBINING: dict[int, None] = {}
 
 
-def _combining_marks() -> dict[int, None]:
-    """str.translate table deleting every combining mark (built once, on the first non-ASCII text)."""
-    if not _COMBINING:
-        # All combining marks (canonical combining class > 0) lie in U+0300..U+1E94A.
-        _COMBINING.update({cp: None for cp in range(0x300, 0x1F000) if unicodedata.combining(chr(cp))})
-    return _COMBINING
+def _strip_combining(text: str) -> str:
+    """Drop combining marks (accents after NFKD), looking only at the characters the text uses."""
+    marks = {ord(c): None for c in set(text) if not c.isascii() and unicodedata.combining(c)}
+    return text.translate(marks) if marks else text
 
 
 def normalise(value: str) -> str:
@@ -46,7 +43,7 @@ def normalise(value: str) -> str:
     """
     if value.isascii():
         return _NON_WORD.sub(" ", value.upper()).strip()
-    stripped = unicodedata.normalize("NFKD", value).translate(_combining_marks())
+    stripped = _strip_combining(unicodedata.normalize("NFKD", value))
     return _NON_WORD.sub(" ", stripped.upper()).strip()
 
 

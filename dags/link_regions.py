@@ -14,12 +14,9 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import DAG, Asset, AssetAny, task
 
+from operators.partner_tasks import published_asset as publication_asset
+
 from sta.config import load_partners
-
-
-def publication_asset(region: str, partner_id: str) -> Asset:
-    """The asset each partner DAG's publish task emits (same name and URI)."""
-    return Asset(name=f"published_{partner_id}", uri=f"sta://{region}/{partner_id}/parquet")
 
 
 def build_link_dag(region: str, partner_ids: list[str]) -> DAG:
