@@ -15,7 +15,6 @@ from datetime import datetime, timedelta
 from airflow.sdk import DAG, Asset, AssetAny, task
 
 from operators.partner_tasks import published_asset as publication_asset
-
 from sta.config import load_partners
 
 
