@@ -18,6 +18,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when built with it: 10x faster
 PROFILES_DIR = Path(__file__).resolve().parent.parent / "include" / "profiles"
 
 # PS3.16 CID 7050 "De-identification Method": option -> (code value, meaning)
@@ -123,17 +124,18 @@ def _raw(name: str, where: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
         raise ProfileError(
             f"{where}: unknown de-identification profile {name!r}; known: {', '.join(available_profiles())}"
         )
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    data = yaml.load(path.read_text(encoding="utf-8"), Loader=_SafeLoader) or {}
     if not isinstance(data, dict):
         raise ProfileError(f"{path}: a profile must be a mapping")
     if data.get("name", name) != name:
         raise ProfileError(f"{path}: name {data.get('name')!r} must match the file name {name!r}")
     parent = data.get("extends")
     if parent:
-        merged = _deep_merge(_raw(parent, str(path), seen + (name,)), data)
+        base = _raw(parent, str(path), seen + (name,))
+        merged = _deep_merge(base, data)
         # lists accumulate along the chain: a child adds keeps and removals
         for key in ("keep", "remove"):
-            merged[key] = list(dict.fromkeys(_raw(parent, str(path), seen + (name,)).get(key, []) + data.get(key, [])))
+            merged[key] = list(dict.fromkeys(base.get(key, []) + data.get(key, [])))
         return merged
     return data
 
