@@ -199,6 +199,23 @@ def _texture_mask(g: np.ndarray, block: int = 8) -> np.ndarray:
     return np.repeat(np.repeat(content, block, 0), block, 1)[:h, :w]
 
 
+def _ink_masks(g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels of light text and of dark text, whatever the background.
+
+    Light ink: near-white (>= 200) *and* much brighter than its surroundings
+    (white top-hat >= 90) -- so a white caption on a blue title bar is ink
+    but the white page around the bar is not, and neither is speckle, which
+    stays below 200. Dark ink is the mirror image (<= 55, black top-hat).
+    """
+    from scipy import ndimage
+
+    size = 15 if max(g.shape) <= 1600 else 31
+    gi = g.astype(np.int16)
+    white_top = gi - ndimage.grey_opening(gi, size=(size, size))
+    black_top = ndimage.grey_closing(gi, size=(size, size)) - gi
+    return (g >= 200) & (white_top >= 90), (g <= 55) & (black_top >= 90)
+
+
 def _views(frame: np.ndarray, photometric: str, rotations: Sequence[int]):
     """The images OCR'd for one frame: (PIL image, scale, rotation, unrotated size).
 
@@ -237,9 +254,10 @@ def _views(frame: np.ndarray, photometric: str, rotations: Sequence[int]):
         return im if f == 1.0 else im.resize((max(1, int(im.width * f)), max(1, int(im.height * f))), Image.BICUBIC)
 
     views.append((sized(Image.fromarray(shown, "L"), up), up))
-    views.append((sized(Image.fromarray(np.where(g >= 200, 0, 255).astype(np.uint8), "L"), down), down))
-    if bright_image:
-        views.append((sized(Image.fromarray(np.where(g <= 55, 0, 255).astype(np.uint8), "L"), down), down))
+    bright_ink, dark_ink = _ink_masks(g)
+    views.append((sized(Image.fromarray(np.where(bright_ink, 0, 255).astype(np.uint8), "L"), down), down))
+    if bright_image:  # dark text exists only on light fields (speckle would read as dark "ink")
+        views.append((sized(Image.fromarray(np.where(dark_ink, 0, 255).astype(np.uint8), "L"), down), down))
     out = []
     for k, (im, scale) in enumerate(views):
         # Thresholded views are also read tilted: names stamped at an angle
@@ -545,8 +563,8 @@ def _grow(gray: np.ndarray, boxes: list[_Box]) -> list[_Box]:
         return []
     from scipy import ndimage
 
-    bright_image = float(np.mean(gray)) >= 128
-    ink = gray <= 55 if bright_image else gray >= 200
+    bright_ink, dark_ink = _ink_masks(gray)
+    ink = bright_ink | dark_ink if float(np.mean(gray)) >= 128 else bright_ink
     lab, n = ndimage.label(ink, structure=np.ones((3, 3), bool))
     if n == 0:
         return []

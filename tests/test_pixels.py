@@ -157,17 +157,25 @@ def test_pixels_at_risk_by_modality_sop_class_and_flags() -> None:
 # ---------------------------------------------------------------- redaction
 
 
+def phi_elements(variant: int) -> list[tuple]:
+    """(xy, text, size, fill, font, angle) of the PHI drawn in ``burned_frame``."""
+    font = variant
+    return [
+        ((10, 8), "PEREZ GOMEZ, JOSE LUIS", 18 + variant % 3 * 4, 255, font, 0),
+        ((10, 36), "ID 1020345678   DOB 12/05/1980", 14 + variant % 2 * 2, 210 if variant % 2 else 255, font + 1, 0),
+        ((420, 10), "HOSPITAL SAN RAFAEL", 14, 180 + variant * 15, font + 2, 0),
+        # a name over the speckled image content, slightly rotated
+        ((230, 200), "Dr. Alvarez Quintero", 16 + variant * 2, 255, font + 3, [0, 3, -4][variant % 3]),
+        # dim grey text on the dark border
+        ((12, 452), "Martina Soledad", 15, 150, font + 4, 0),
+    ]
+
+
 def burned_frame(variant: int) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
     """An ultrasound frame with PHI in varied fonts/sizes/contrasts/angles, and safe marks."""
     img = Image.fromarray(ultrasound(seed=variant))
-    font = variant
-    draw(img, (10, 8), "PEREZ GOMEZ, JOSE LUIS", 18 + variant % 3 * 4, 255, font)
-    draw(img, (10, 36), "ID 1020345678   DOB 12/05/1980", 14 + variant % 2 * 2, 210 if variant % 2 else 255, font + 1)
-    draw(img, (420, 10), "HOSPITAL SAN RAFAEL", 14, 180 + variant * 15, font + 2)
-    # Name over the speckled image content, slightly rotated.
-    draw(img, (230, 200), "Dr. Alvarez Quintero", 16 + variant * 2, 255, font + 3, angle=[0, 3, -4][variant % 3])
-    # Dim grey text on the dark border.
-    draw(img, (12, 452), "Martina Soledad", 15, 150, font + 4)
+    for xy, text, size, fill, font, angle in phi_elements(variant):
+        draw(img, xy, text, size, fill, font, angle=angle)
     safe = [draw(img, (600, 230), "R", 22, 255), draw(img, (560, 446), "5 cm", 14, 255)]
     return np.array(img), safe
 
@@ -181,6 +189,12 @@ def test_burned_in_phi_is_removed_and_safe_marks_survive(variant: int) -> None:
     out = roundtrip(ds).pixel_array
     assert out.shape == before.shape
     assert leaked(ocr_all_text(out)) == []
+    # OCR-independent: the ink of each planted element is (almost all) gone.
+    for xy, text, size, _fill, font, angle in phi_elements(variant):
+        canvas = Image.new("L", (640, 480), 0)
+        draw(canvas, xy, text, size, 255, font, angle=angle)
+        mask = np.array(canvas) > 100
+        assert (out[mask] != before[mask]).mean() > 0.9, text
     assert ds.BurnedInAnnotation == "NO" and res.boxes_redacted >= 5
     for x0, y0, x1, y1 in safe:
         assert np.array_equal(out[y0:y1, x0:x1], before[y0:y1, x0:x1]), "a safe annotation was redacted"
@@ -197,6 +211,52 @@ def test_tilted_and_vertical_names_are_removed(angle: float, rotations: tuple[in
     ds = make_ds(arr)
     clean_burned_in(ds, ["QUINTERO^ALVAREZ"], languages=("es",), rotations=rotations)
     assert leaked(ocr_all_text(roundtrip(ds).pixel_array, (0, angle))) == []
+
+
+def ink(size, xy, text: str, font_size: int) -> np.ndarray:
+    """Where ``text`` puts ink: rendered alone on a blank canvas."""
+    canvas = Image.new("L", size, 0)
+    draw(canvas, xy, text, font_size, 255)
+    return np.array(canvas) > 100
+
+
+def test_screenshot_with_white_caption_on_colour_bar_and_dark_text() -> None:
+    """Secondary capture: white text on a blue title bar, dark text on a light page, an image inset."""
+    size = (800, 500)
+    img = Image.new("RGB", size, (245, 245, 245))
+    ImageDraw.Draw(img).rectangle((0, 0, 800, 40), fill=(30, 60, 120))
+    caption = ((10, 10), "Paciente: Soledad Alvarez Quintero  DNI 30.123.456", 16)
+    footer = ((20, 420), "Informe: Martina Perez - 12/05/2022", 18)
+    draw(img, caption[0], caption[1], caption[2], (255, 255, 255))
+    img.paste(Image.fromarray(ultrasound(size=(400, 300), seed=3)).convert("RGB"), (200, 80))
+    draw(img, footer[0], footer[1], footer[2], (20, 20, 20))
+    draw(img, (620, 420), "5 cm", 14, (20, 20, 20))
+    arr = np.array(img)
+    before = arr.copy()
+    ds = make_ds(arr, "OT")
+    assert pixels_at_risk(ds)
+    clean_burned_in(ds, ["ALVAREZ QUINTERO^SOLEDAD", "30123456"], languages=("es",))
+    out = roundtrip(ds).pixel_array
+    # OCR-independent check: the ink of every planted word is gone.
+    for xy, text, fs in (caption, footer):
+        for word_xy, word in _words_at(xy, text, fs):
+            mask = ink(size, word_xy, word, fs)
+            changed = (out[mask] != before[mask]).any(axis=-1).mean()
+            assert changed > 0.9, (word, changed)
+    assert np.array_equal(out[415:440, 615:660], before[415:440, 615:660])  # "5 cm" kept
+    assert (out[80:380, 200:600] == before[80:380, 200:600]).all()  # the image inset untouched
+
+
+def _words_at(xy, text: str, fs: int):
+    """Each word of a line with its drawing position (same font as draw())."""
+    f = ImageFont.truetype(FONTS[0], fs)
+    x, y = xy
+    pos = 0
+    for word in text.split(" "):
+        if word:
+            start = text.index(word, pos)
+            yield (x + int(f.getlength(text[:start])), y), word
+            pos = start + len(word)
 
 
 def test_image_without_text_is_left_unchanged_and_marked_no() -> None:
