@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+export PATH="$ROOT/.venv/bin:$PATH"  # standalone starts `airflow scheduler` etc. by name
 export AIRFLOW_HOME=${AIRFLOW_HOME:-$ROOT/.airflow}
 export AIRFLOW__CORE__DAGS_FOLDER=$ROOT/dags
 export AIRFLOW__CORE__PLUGINS_FOLDER=$ROOT/plugins
