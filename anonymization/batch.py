@@ -138,6 +138,8 @@ def deidentify_tree(
         for src, rel in files:
             outcomes.append(deidentify_one(deid, Path(src), rel, output_dir, quarantine_dir, keep_relpath=True))
     else:
+        # small enough chunks that no worker idles at the end, large enough to amortise the round trip
+        chunk_size = max(1, min(chunk_size, len(files) // (workers * 8) or 1))
         chunks = [files[i : i + chunk_size] for i in range(0, len(files), chunk_size)]
         with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(settings, key)) as pool:
             for part in pool.map(_run_chunk, [(c, str(output_dir), str(quarantine_dir), True) for c in chunks]):

@@ -1,11 +1,18 @@
 """De-identify one DICOM file: PS3.15 Annex E, keyed UIDs, shifted dates, fail closed.
 
-Fast path (no pixel change due): only the header is parsed
-(``stop_before_pixels``); the pixel data element is then copied byte for byte
-from the input, streamed in chunks, so a 1 GB multi-frame file costs a few MB
-of memory and its pixels are provably unchanged. When the pixels must be
-cleaned (burned-in text), the whole file is decoded and handed to
-``anonymization.pixels``.
+Fast path (no pixel change due): pydicom parses only the header
+(``stop_before_pixels``) into raw elements; ``dicom_elements`` turns them into
+a light tree, decoding text once (in the file's character sets) and
+validating everything else. The Annex E rules then build the output tree:
+untouched elements keep their original bytes, changed ones are encoded anew.
+The header is serialised by hand, scanned for the file's own PHI (decoded
+values and written bytes), and the pixel data element is copied verbatim from
+the input (kernel copy for large files), so a 1 GB multi-frame costs a few MB
+of memory and its pixels are provably unchanged.
+
+Files that must be decoded whole (pixels to clean for burned-in text,
+deflated or big endian encodings) are re-encoded little endian in memory and
+then take the same header path: one set of rules for every file.
 
 Every failure raises :class:`Quarantine` with a machine-readable reason; the
 caller moves the input to quarantine. Nothing half-written reaches the output:
@@ -606,6 +613,9 @@ _DUMMY_NUMBERS = {"US": b"\x00\x00", "SS": b"\x00\x00", "UL": b"\x00" * 4, "SL":
                   "FD": b"\x00" * 8, "SV": b"\x00" * 8, "UV": b"\x00" * 8}
 
 
+_KERNEL_COPY_MIN = 4 << 20  # below this a thread costs more than it saves: a plain loop
+
+
 def _copy_span(src: BinaryIO, dst: BinaryIO, span: _PixelSpan, digest: "hashlib._Hash | None") -> int:
     """Copy the pixel element verbatim, hashing it on the way; memory stays at a few chunks.
 
@@ -618,7 +628,7 @@ def _copy_span(src: BinaryIO, dst: BinaryIO, span: _PixelSpan, digest: "hashlib.
         in_fd, out_fd = src.fileno(), dst.fileno()
     except (AttributeError, OSError, io.UnsupportedOperation):
         in_fd = out_fd = -1
-    if in_fd >= 0 and hasattr(os, "copy_file_range"):
+    if in_fd >= 0 and hasattr(os, "copy_file_range") and span.length >= _KERNEL_COPY_MIN:
         error: list[BaseException] = []
 
         def kernel_copy() -> None:

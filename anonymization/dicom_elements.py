@@ -60,7 +60,7 @@ class BadElement(ValueError):
 class Node:
     """One element: tag, VR, original (or new) value bytes, decoded values, or items."""
 
-    __slots__ = ("tag", "vr", "wvr", "raw", "values", "items", "private")
+    __slots__ = ("tag", "vr", "wvr", "raw", "values", "items", "private", "undefined")
 
     def __init__(
         self,
@@ -78,6 +78,7 @@ class Node:
         self.values = values  # decoded text values; None for binary and sequences
         self.items = items
         self.private = bool((tag >> 16) & 1)
+        self.undefined = False  # encapsulated fragments (PS3.5 A.4) read with undefined length
 
     def text(self) -> str:
         return "\\".join(self.values or ())
@@ -213,6 +214,11 @@ def read_nodes(
             else:
                 _check_binary(tag, vr, raw)
                 values = None
+            if elem.length == 0xFFFFFFFF:  # encapsulated data nested in an item: kept as it was framed
+                node = Node(tag, vr, raw, values, None, file_vr or vr)
+                node.undefined = True
+                nodes.append(node)
+                continue
         else:  # converted by pydicom already (SpecificCharacterSet, or read by a caller): encode back
             value = elem.value
             seq = isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue"
@@ -291,6 +297,11 @@ def write_nodes(nodes: list[Node], implicit: bool, out: list[bytes]) -> None:
             out.append(_SEQ_END)
             continue
         raw = n.raw or b""
+        if n.undefined:  # fragments as read, between an undefined length and the delimiter
+            out.append(_IMPLICIT(g, e, 0xFFFFFFFF) if implicit else _LONG(g, e, n.wvr.encode("ascii"), 0, 0xFFFFFFFF))
+            out.append(raw)
+            out.append(_SEQ_END)
+            continue
         if len(raw) & 1:  # odd lengths are not DICOM (PS3.5 7.1.1): pad as the VR says
             raw += b"\x00" if n.wvr in _NUL_PADDED else b" "
         if implicit:
