@@ -43,7 +43,7 @@ from pydicom.uid import UID, UID_dictionary
 
 from anonymization.dicom_dates import shift_da, shift_da_tm, shift_dt, shift_tm
 from anonymization.dicom_elements import (
-    BadElement, Node, creator_map, encodings_of, file_meta, keyword, number_text, path_name, read_nodes,
+    BadElement, Header, Node, Unsupported, read_header, creator_map, encodings_of, file_meta, keyword, number_text, path_name, read_nodes,
     text_node, walk, write_nodes,
 )
 from anonymization.dicom_rules import CLEAN, DATE_VRS, DUMMY, EMPTY, KEEP, REMOVE, UID as REMAP, RuleBook
@@ -154,6 +154,7 @@ class Deidentifier:
         record it (``sta deid``), a large file then costs a kernel copy instead of a
         SHA-256 pass over its pixels. No safety check depends on it."""
         self.checksum = checksum
+        self.fast_reader = True  # False: every file through pydicom's reader (the differential test)
         self.profile = profile
         self.keyring = keyring
         self.rules = RuleBook(profile)
@@ -205,6 +206,9 @@ class Deidentifier:
             raise
         except Exception as exc:  # noqa: BLE001 - a sequence or value pydicom cannot parse
             raise Quarantine("unreadable_element", type(exc).__name__) from exc
+        return self._identify(nodes)
+
+    def _identify(self, nodes: list[Node]) -> tuple[list[Node], PatientIdentity]:
         phi = PhiSet()
         self._collect(nodes, phi)
         ident = read_identity(_View(nodes), self.keyring, self.rules, self.issuers, self.partner_id, phi=phi)
@@ -455,6 +459,15 @@ class Deidentifier:
         if size == 0:
             raise Quarantine("empty_file", "zero bytes")
         with src.open("rb") as fp:
+            if self.fast_reader:
+                try:
+                    head = read_header(fp, size)
+                except Unsupported:
+                    head = None  # unusual file: pydicom reads it below
+                except BadElement as exc:
+                    raise Quarantine("unreadable_element", str(exc)) from exc
+                if head is not None:
+                    return self._deidentify_fast(head, src, fp, size, dst_dir, relpath)
             ds = self._open_header(fp, src)
             header_end = fp.tell()
             ts = str(ds.file_meta.get("TransferSyntaxUID", "") or "")
@@ -463,6 +476,36 @@ class Deidentifier:
             if self._pixels_at_risk(ds):
                 return self._deidentify_in_memory(src, dst_dir, True, relpath)
             return self._deidentify_header(ds, fp, header_end, size, dst_dir, relpath, pixels_modified=False)
+
+    def _deidentify_fast(
+        self, head: Header, src: Path, fp: BinaryIO, size: int, dst_dir: Path, relpath: str | None
+    ) -> DeidResult:
+        """The common case, read by :func:`read_header`: same checks as ``_open_header``, same rules."""
+        if not head.nodes:
+            raise Quarantine("not_dicom", "no data elements")
+        tags = {n.tag for n in head.nodes}
+        if head.media_class == DICOMDIR_SOP_CLASS or 0x00041220 in tags:
+            raise Quarantine("dicomdir", "a DICOMDIR (media directory) holds paths and names, not images")
+        if 0x00080018 not in tags or 0x00080016 not in tags:
+            raise Quarantine("not_dicom", "no SOP Class/Instance UID: not a composite object")
+        view = _View(head.nodes)
+        if self._at_risk(view, head.pixels or 0x00280010 in tags):
+            return self._deidentify_in_memory(src, dst_dir, True, relpath)
+        ts = head.transfer_syntax
+        nodes, ident = self._identify(head.nodes)
+        return self._deidentify_nodes(nodes, ident, ts, head.implicit, fp, head.end, size, dst_dir, relpath,
+                                      pixels_modified=False)
+
+    def _at_risk(self, view: "_View", has_pixels: bool) -> bool:
+        if not self.profile.options.clean_pixel_data or not has_pixels:
+            return False
+        mode = self.profile.pixel_policy.mode(str(view.get("Modality", "") or ""))
+        if mode == "never":
+            return False
+        burned = str(view.get("BurnedInAnnotation", "") or "").upper() == "YES"
+        # Secondary Capture IODs (PS3.4 B.5: 1.2.840.10008.5.1.4.1.1.7.x) are screenshots and scans.
+        secondary = str(view.get("SOPClassUID", "") or "").startswith("1.2.840.10008.5.1.4.1.1.7")
+        return mode == "always" or burned or secondary
 
     def _pixels_at_risk(self, ds: Dataset) -> bool:
         if not self.profile.options.clean_pixel_data:
@@ -525,6 +568,13 @@ class Deidentifier:
         elif implicit:
             raise Quarantine("unreadable_header", "Implicit VR dataset under a compressed transfer syntax")
         nodes, ident = self._read(ds)
+        return self._deidentify_nodes(nodes, ident, ts, implicit, fp, header_end, size, dst_dir, relpath,
+                                      pixels_modified=pixels_modified)
+
+    def _deidentify_nodes(
+        self, nodes: list[Node], ident: PatientIdentity, ts: str, implicit: bool, fp: BinaryIO, header_end: int,
+        size: int, dst_dir: Path, relpath: str | None, *, pixels_modified: bool,
+    ) -> DeidResult:
         span = self._pixel_span(fp, header_end, size, implicit)
         top = _View(nodes)
         info = {kw: _s(top.get(kw)) for kw in _INFO_KEYWORDS}

@@ -26,6 +26,7 @@ from pydicom.charset import convert_encodings, encode_string
 from pydicom.datadict import dictionary_VR, keyword_for_tag, private_dictionary_VR
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.tag import BaseTag
 from pydicom.values import convert_value
 
 # Value representations that carry text (decoded) and numbers written as text.
@@ -146,11 +147,12 @@ def encodings_of(value: Any) -> tuple[str, ...]:
 
 
 # -- reading -------------------------------------------------------------------------------
-def _decode(elem: RawDataElement, vr: str, raw: bytes, encodings: tuple[str, ...]) -> list[str]:
+def _decode(tag: int, vr: str, raw: bytes, encodings: tuple[str, ...], implicit: bool = False) -> list[str]:
     if raw.isascii():
         text = raw.decode("ascii")
-    else:
-        value = convert_value(vr, elem._replace(VR=vr), list(encodings))
+    else:  # pydicom's decoders: ISO 2022 escapes, multi-byte sets, PN component groups
+        elem = RawDataElement(BaseTag(tag), vr, len(raw), raw, 0, implicit, True)
+        value = convert_value(vr, elem, list(encodings))
         if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
             text = "\\".join("" if v is None else str(v) for v in value)
         else:
@@ -205,20 +207,13 @@ def read_nodes(
             raw = elem.value if elem.value is not None else b""
             if isinstance(raw, str):  # deferred / odd readers: never expected, never trusted
                 raise BadElement(tag, "value not read")
-            if vr in TEXT_VRS or vr in NUMBER_STRINGS or vr == "UI":
-                values = _decode(elem, vr, raw, encodings)
-                if vr in NUMBER_STRINGS:
-                    _check_number_strings(tag, values)
-            elif vr == "UN" and (tag >> 16) & 1:
-                values = [raw.decode("latin-1").strip(" \x00")]  # private text hides here
-            else:
-                _check_binary(tag, vr, raw)
-                values = None
+            node = make_node(tag, vr, file_vr, raw, encodings, bool(elem.is_implicit_VR))
             if elem.length == 0xFFFFFFFF:  # encapsulated data nested in an item: kept as it was framed
-                node = Node(tag, vr, raw, values, None, file_vr or vr)
                 node.undefined = True
-                nodes.append(node)
-                continue
+            if node.private and 0x10 <= (tag & 0xFFFF) <= 0xFF and node.values:
+                creators[tag] = node.values[0].strip()
+            nodes.append(node)
+            continue
         else:  # converted by pydicom already (SpecificCharacterSet, or read by a caller): encode back
             value = elem.value
             seq = isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue"
@@ -237,6 +232,21 @@ def read_nodes(
             creators[tag] = values[0].strip()
         nodes.append(Node(tag, vr, raw, values, None, file_vr or vr))
     return nodes
+
+
+def make_node(tag: int, vr: str, file_vr: str | None, raw: bytes, encodings: tuple[str, ...], implicit: bool) -> Node:
+    """One element from its value bytes: text decoded, numbers and binary validated."""
+    if vr in TEXT_VRS or vr in NUMBER_STRINGS or vr == "UI":
+        values: list[str] | None = _decode(tag, vr, raw, encodings, implicit)
+        if vr in NUMBER_STRINGS:
+            _check_number_strings(tag, values)  # type: ignore[arg-type]
+    elif vr == "UN" and (tag >> 16) & 1:
+        values = [raw.decode("latin-1").strip(" \x00")]  # private text hides here
+    else:
+        _check_binary(tag, vr, raw)
+        values = None
+    # UN for a public attribute (an intermediate system did not know it): written with its real VR
+    return Node(tag, vr, raw, values, None, vr if file_vr in (None, "UN") else file_vr)
 
 
 def creator_map(nodes: list[Node]) -> dict[int, str]:
@@ -341,3 +351,180 @@ def file_meta(sop_class: str, sop_instance: str, transfer_syntax: str, impl_uid:
         else:
             body += _SHORT(0x0002, el, vr.encode("ascii"), len(raw)) + raw
     return b"\x00" * 128 + b"DICM" + _SHORT(0x0002, 0x0000, b"UL", 4) + struct.pack("<I", len(body)) + bytes(body)
+
+
+# -- the fast reader -------------------------------------------------------------------------
+class Unsupported(Exception):
+    """The fast reader declines this file; the caller reads it with pydicom instead.
+
+    Declining is never a verdict on the file: anything unusual (no DICM prefix,
+    big endian or deflated data, a VR that is not one, an encoding that does not
+    match its transfer syntax, undefined lengths outside sequences, a header cut
+    short) goes to the pydicom path, which decides what the file is.
+    """
+
+
+IMPLICIT_LE, EXPLICIT_LE = "1.2.840.10008.1.2", "1.2.840.10008.1.2.1"
+_NOT_FAST_TS = frozenset({"1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"})  # big endian, deflate
+_ALL_VRS = frozenset(
+    b"AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL UN UR US UT UV".split()
+)
+_PIXEL_STOP = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})
+_HHI = struct.Struct("<HHI").unpack_from
+_HH2sH = struct.Struct("<HH2sH").unpack_from
+_I = struct.Struct("<I").unpack_from
+
+
+class Header:
+    """What the fast reader found: the dataset before the pixel data, and how it is encoded."""
+
+    __slots__ = ("nodes", "end", "implicit", "transfer_syntax", "media_class", "pixels")
+
+    def __init__(self, nodes: list[Node], end: int, implicit: bool, ts: str, media_class: str, pixels: bool) -> None:
+        self.nodes = nodes
+        self.end = end  # offset of the pixel data element (or of the end of file)
+        self.implicit = implicit
+        self.transfer_syntax = ts
+        self.media_class = media_class
+        self.pixels = pixels  # stopped at a pixel data element
+
+
+class _Reader:
+    """The file's header bytes, read in growing chunks as the parser needs them."""
+
+    def __init__(self, fp: Any, size: int) -> None:
+        self.fp = fp
+        self.size = size
+        fp.seek(0)
+        self.data = fp.read(min(size, 1 << 16))
+
+    def need(self, end: int) -> bytes:
+        if end > len(self.data):
+            if end > self.size:
+                raise Unsupported("header runs past the end of the file")
+            self.data += self.fp.read(max(end - len(self.data), 1 << 16))
+            if end > len(self.data):
+                raise Unsupported("short read")
+        return self.data
+
+
+def read_header(fp: Any, size: int) -> Header:
+    """Parse preamble, file meta and dataset up to the pixel data (PS3.10 7.1, PS3.5 7)."""
+    r = _Reader(fp, size)
+    data = r.need(132)
+    if data[128:132] != b"DICM":
+        raise Unsupported("no DICM prefix")
+    pos, ts, media_class = 132, "", ""
+    while True:  # File Meta Information: always Explicit VR Little Endian
+        data = r.need(pos + 8)
+        group, el, vrb, length = _HH2sH(data, pos)
+        if group != 0x0002:
+            break
+        if vrb not in _ALL_VRS:
+            raise Unsupported("meta element without a VR")
+        if vrb.decode() in LONG_VRS:
+            data = r.need(pos + 12)
+            (length,) = _I(data, pos + 8)
+            pos += 12
+        else:
+            pos += 8
+        data = r.need(pos + length)
+        if el == 0x0010:
+            ts = data[pos : pos + length].decode("ascii", "replace").strip(" \x00")
+        elif el == 0x0002:
+            media_class = data[pos : pos + length].decode("ascii", "replace").strip(" \x00")
+        pos += length
+        if pos >= size:
+            break
+    if not ts or ts in _NOT_FAST_TS:
+        raise Unsupported("transfer syntax read by pydicom")
+    implicit = ts == IMPLICIT_LE
+    if pos + 6 <= size:  # the dataset's own encoding must be what the meta says (else pydicom sorts it out)
+        looks_explicit = r.need(pos + 6)[pos + 4 : pos + 6] in _ALL_VRS
+        if looks_explicit == implicit:
+            raise Unsupported("dataset encoding differs from its transfer syntax")
+    nodes, pos, pixels = _parse(r, pos, None, implicit, DEFAULT_ENCODINGS, True)
+    return Header(nodes, pos, implicit, ts, media_class, pixels)
+
+
+def _parse(
+    r: _Reader, pos: int, end: int | None, implicit: bool, encodings: tuple[str, ...], top: bool
+) -> tuple[list[Node], int, bool]:
+    """Elements from ``pos`` to ``end`` (None: to the item delimiter, or at the top to the pixels/EOF)."""
+    nodes: list[Node] = []
+    creators: dict[int, str] = {}
+    last = -1
+    size = r.size
+    while True:
+        if end is not None and pos >= end:
+            if pos != end:
+                raise Unsupported("element runs past its item")
+            return nodes, pos, False
+        if top and pos >= size:
+            return nodes, pos, False
+        data = r.need(pos + 8)
+        group, el = data[pos] | data[pos + 1] << 8, data[pos + 2] | data[pos + 3] << 8
+        tag = group << 16 | el
+        if tag == 0xFFFEE00D and end is None and not top:
+            return nodes, pos + 8, False
+        if top and tag in _PIXEL_STOP:
+            return nodes, pos, True
+        if group == 0xFFFE or tag <= last:
+            raise Unsupported("delimiter out of place or elements out of order")
+        last = tag
+        if implicit:
+            file_vr = None
+            (length,) = _I(data, pos + 4)
+            pos += 8
+        else:
+            vrb = data[pos + 4 : pos + 6]
+            if vrb not in _ALL_VRS:
+                raise Unsupported("not a VR")
+            file_vr = vrb.decode("ascii")
+            if file_vr in LONG_VRS:
+                data = r.need(pos + 12)
+                (length,) = _I(data, pos + 8)
+                pos += 12
+            else:
+                length = data[pos + 6] | data[pos + 7] << 8
+                pos += 8
+        vr = resolve_vr(tag, file_vr, creators)
+        if vr == "SQ" and file_vr in (None, "SQ"):
+            items, pos = _items(r, pos, length, implicit, encodings)
+            nodes.append(Node(tag, "SQ", None, None, items))
+            continue
+        if length == 0xFFFFFFFF or vr == "SQ":  # encapsulated values in items, UN sequences: pydicom's job
+            raise Unsupported("undefined length outside a sequence")
+        data = r.need(pos + length)
+        raw = data[pos : pos + length]
+        pos += length
+        node = make_node(tag, vr, file_vr, raw, encodings, implicit)
+        if tag == 0x00080005:
+            encodings = encodings_of(node.values if node.values and len(node.values) > 1 else (node.values or [""])[0])
+        elif node.private and 0x10 <= el <= 0xFF and node.values:
+            creators[tag] = node.values[0].strip()
+        nodes.append(node)
+
+
+def _items(r: _Reader, pos: int, length: int, implicit: bool, encodings: tuple[str, ...]) -> tuple[list[list[Node]], int]:
+    end = None if length == 0xFFFFFFFF else pos + length
+    items: list[list[Node]] = []
+    while True:
+        if end is not None and pos >= end:
+            if pos != end:
+                raise Unsupported("item runs past its sequence")
+            return items, pos
+        data = r.need(pos + 8)
+        group, el, ilen = _HHI(data, pos)
+        pos += 8
+        if (group, el) == (0xFFFE, 0xE0DD):
+            if end is not None:
+                raise Unsupported("sequence delimiter in a defined-length sequence")
+            return items, pos
+        if (group, el) != (0xFFFE, 0xE000):
+            raise Unsupported("not an item")
+        if ilen == 0xFFFFFFFF:
+            nodes, pos, _ = _parse(r, pos, None, implicit, encodings, False)
+        else:
+            nodes, pos, _ = _parse(r, pos, pos + ilen, implicit, encodings, False)
+        items.append(nodes)
