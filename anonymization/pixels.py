@@ -185,7 +185,9 @@ def _texture_mask(g: np.ndarray, block: int = 8) -> np.ndarray:
     mid = ((blocks > 50) & (blocks < 190)).mean(axis=1)
     # Text on a flat field is bimodal: many pixels sit at the field's level.
     flat = (blocks <= blocks.min(axis=1, keepdims=True) + 25).mean(axis=1)
-    content = ((mad > TEXTURE_MAD) & (mid > 0.4) & (flat < 0.35)).reshape(H // block, W // block)
+    # Text on a flat field keeps a small deviation (the field is the median
+    # unless glyphs cover half the block); speckle and tissue do not.
+    content = ((mad > 8) & ((mid > 0.15) | (mad > TEXTURE_MAD))).reshape(H // block, W // block)
     # Image content comes in large regions; a glyph-dense block inside a
     # line of text is isolated. Keep blocks with 5+ content neighbours.
     c = np.pad(content, 1).astype(np.int8)
@@ -195,7 +197,7 @@ def _texture_mask(g: np.ndarray, block: int = 8) -> np.ndarray:
         for dx in (-1, 0, 1)
         if dy or dx
     )
-    content &= neighbours >= 5
+    content &= neighbours >= 6
     return np.repeat(np.repeat(content, block, 0), block, 1)[:h, :w]
 
 
@@ -213,7 +215,24 @@ def _ink_masks(g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     gi = g.astype(np.int16)
     white_top = gi - ndimage.grey_opening(gi, size=(size, size))
     black_top = ndimage.grey_closing(gi, size=(size, size)) - gi
-    return (g >= 200) & (white_top >= 90), (g <= 55) & (black_top >= 90)
+    light = _drop_specks((g >= 200) & (white_top >= 90))
+    dark = _drop_specks((g <= 55) & (black_top >= 90))
+    return light, dark
+
+
+def _drop_specks(mask: np.ndarray, min_area: int = 6) -> np.ndarray:
+    """Remove isolated specks (bright speckle grains) smaller than a glyph stroke piece."""
+    from scipy import ndimage
+
+    if not mask.any():
+        return mask
+    lab, n = ndimage.label(mask, structure=np.ones((3, 3), bool))
+    if n == 0:
+        return mask
+    area = np.bincount(lab.ravel())
+    keep = area >= min_area
+    keep[0] = False
+    return keep[lab]
 
 
 def _views(frame: np.ndarray, photometric: str, rotations: Sequence[int]):
@@ -386,7 +405,9 @@ def _edit1(a: str, b: str) -> bool:
 def _lines(boxes: list[_Box]) -> list[list[_Box]]:
     """Group words of one OCR view into text lines (sparse mode has no lines)."""
     lines: list[list[_Box]] = []
-    for b in sorted(boxes, key=lambda b: (b.line, b.y0, b.x0)):
+    # Left to right, so a tilted line (each word a little higher or lower)
+    # is followed word by word.
+    for b in sorted(boxes, key=lambda b: (b.line, b.x0, b.y0)):
         h = max(1, b.y1 - b.y0)
         for line in lines:
             last = line[-1]
@@ -504,7 +525,7 @@ def _boxes_to_redact(boxes: list[_Box], matcher: _PhiMatcher, gray: np.ndarray |
         elif b.conf >= REDACT_CONF and alnum >= 2 or b.conf >= 85 and alnum >= 1:
             if b.y1 - b.y0 < MIN_TEXT_HEIGHT:
                 continue  # too small to be legible text
-            if b.conf < 90 and _textured(gray, b):
+            if b.conf < 90 and _textured(gray, b) and (b.conf < 65 or alnum < 4):
                 continue  # a "word" read in image texture, not drawn text
             if alnum <= 4 and b.conf < 90:
                 again = _second_opinion(gray, b, lang)
@@ -652,6 +673,21 @@ def _decode(ds) -> tuple[np.ndarray, str]:
     return np.array(arr, copy=True), photometric  # writable copy: decoded buffers may be read-only
 
 
+def _static_overlay(frames: np.ndarray, photometric: str) -> bool:
+    """Whether every frame carries the same light/dark ink (text overlay) as the first."""
+    ref = _ink_masks(_normalise(frames[0], photometric))
+    ref_ink = ref[0] | ref[1]
+    if not ref_ink.any():
+        return all(not (m[0] | m[1]).any() for m in (_ink_masks(_normalise(f, photometric)) for f in frames[1:]))
+    for f in frames[1:]:
+        m = _ink_masks(_normalise(f, photometric))
+        ink = m[0] | m[1]
+        union = np.count_nonzero(ink | ref_ink)
+        if union and np.count_nonzero(ink & ref_ink) / union < 0.97:
+            return False
+    return True
+
+
 def clean_burned_in(
     ds,
     known_phi: Sequence[str] = (),
@@ -678,12 +714,18 @@ def clean_burned_in(
     first = next((x for x in languages if x in ("es", "pt", "en")), "es")
     lang = {"es": "spa", "pt": "por", "en": "eng"}[first]
     matcher = _PhiMatcher(known_phi, languages)
-    if n_frames <= MAX_OCR_FRAMES:
+    if n_frames > 1 and _static_overlay(frames, photometric):
+        # The same text on every frame (the usual cine loop): read the first
+        # and last frames, redact the union everywhere.
+        ocr_idx = sorted({0, n_frames - 1})
+        static = True
+    elif n_frames <= MAX_OCR_FRAMES:
         ocr_idx = list(range(n_frames))
+        static = False
     else:
         step = n_frames / MAX_OCR_FRAMES
         ocr_idx = sorted({int(i * step) for i in range(MAX_OCR_FRAMES)} | {n_frames - 1})
-    static = n_frames > MAX_OCR_FRAMES
+        static = True
 
     def ocr_all(idx: list[int]) -> dict[int, list[_Box]]:
         workers = max(1, min(len(idx), os.cpu_count() or 1))
