@@ -224,10 +224,15 @@ class Deidentifier:
             if not values or not any(values):
                 continue
             private = n.private
-            add_element_phi(
-                phi, "" if private else keyword(n.tag), n.vr, values,
-                private=private, private_creator=private and 0x10 <= (n.tag & 0xFFFF) <= 0xFF,
-            )
+            kw = "" if private else keyword(n.tag)
+            creator = private and 0x10 <= (n.tag & 0xFFFF) <= 0xFF
+            add_element_phi(phi, kw, n.vr, values, private=private, private_creator=creator)
+            raw = n.raw
+            if raw and not private and n.vr in _NAME_VRS and not raw.isascii():
+                # A name in bytes the declared character set misreads (a missing, wrong or
+                # damaged SpecificCharacterSet): its UTF-8 and Latin-1 readings are PHI too.
+                for alt in _alternative_readings(raw, n.vr, values):
+                    add_element_phi(phi, kw, n.vr, alt, private=private, private_creator=creator)
 
     @staticmethod
     def _pixel_span(fp: BinaryIO, offset: int, size: int, implicit: bool) -> _PixelSpan | None:
@@ -600,11 +605,13 @@ class Deidentifier:
         if hits:
             raise Quarantine("residual_phi", "original identifying value found after de-identification in "
                              + ", ".join(sorted(set(hits))[:5]))
-        parts: list[bytes] = [file_meta(sop_class, sop, ts, STA_IMPLEMENTATION_UID, STA_VERSION_NAME)]
         try:
+            parts: list[bytes] = [file_meta(sop_class, sop, ts, STA_IMPLEMENTATION_UID, STA_VERSION_NAME)]
             write_nodes(out_nodes, implicit, parts)
         except BadElement as exc:
             raise Quarantine("write_error", str(exc)) from exc
+        except UnicodeError as exc:  # a UID that is not ASCII cannot be written (PS3.5 9.1)
+            raise Quarantine("write_error", f"{type(exc).__name__} in a UID or code") from exc
         header_bytes = b"".join(parts)
         # Residual scan 2: the written bytes, in every encoding the file may use.
         if scan_bytes(ident.phi, header_bytes, _python_encodings(encodings)) or _raw_hit(ident.phi, header_bytes, encodings):
@@ -661,6 +668,22 @@ _SPACES = re.compile(r"(\s+)")
 _NUMBERISH = re.compile(r"\d{5,}|\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4}")
 _DUMMY_NUMBERS = {"US": b"\x00\x00", "SS": b"\x00\x00", "UL": b"\x00" * 4, "SL": b"\x00" * 4, "FL": b"\x00" * 4,
                   "FD": b"\x00" * 8, "SV": b"\x00" * 8, "UV": b"\x00" * 8}
+
+
+_NAME_VRS = frozenset({"PN", "LO", "SH", "UC"})
+
+
+def _alternative_readings(raw: bytes, vr: str, values: list[str]) -> list[list[str]]:
+    out = []
+    for codec in ("utf-8", "latin-1"):
+        try:
+            text = raw.decode(codec)
+        except UnicodeDecodeError:
+            continue
+        alt = [text.rstrip(" \x00")] if vr in ("LT", "ST", "UT") else [v.strip(" \x00") for v in text.split("\\")]
+        if alt != values:
+            out.append(alt)
+    return out
 
 
 _KERNEL_COPY_MIN = 4 << 20  # below this a thread costs more than it saves: a plain loop

@@ -18,6 +18,7 @@ quarantines the file as the full conversion would.
 
 from __future__ import annotations
 
+import re
 import struct
 from collections.abc import Iterator
 from typing import Any
@@ -38,6 +39,9 @@ BINARY_NUMBERS = {"US": "H", "SS": "h", "UL": "I", "SL": "i", "FL": "f", "FD": "
 _SIZES = {vr: struct.calcsize("<" + f) for vr, f in BINARY_NUMBERS.items()}
 # Explicit VR with a 2-byte reserved field and a 4-byte length (PS3.5 7.1.2).
 LONG_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"})
+KNOWN_VRS = frozenset(
+    "AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL UN UR US UT UV".split()
+)
 _NUL_PADDED = frozenset({"UI", "OB", "UN", "OW", "OD", "OF", "OL", "OV"})
 
 _ITEM = struct.pack("<HHI", 0xFFFE, 0xE000, 0xFFFFFFFF)
@@ -162,6 +166,9 @@ def _decode(tag: int, vr: str, raw: bytes, encodings: tuple[str, ...], implicit:
     return [v.strip(" \x00") for v in text.split("\\")]
 
 
+_CONTROL = re.compile(r"[\x00-\x1a\x1c-\x1f]")  # all but ESC (ISO 2022 code extensions)
+
+
 def _check_binary(tag: int, vr: str, raw: bytes) -> None:
     size = _SIZES.get(vr)
     if size and len(raw) % size:
@@ -197,6 +204,8 @@ def read_nodes(
         tag = int(tag)
         is_raw = type(elem) is RawDataElement
         file_vr = elem.VR
+        if file_vr is not None and file_vr not in KNOWN_VRS:
+            raise BadElement(tag, "value representation that DICOM does not define")
         vr = resolve_vr(tag, file_vr, creators)
         if vr == "SQ" or (not is_raw and elem.VR == "SQ"):
             seq = ds[tag].value if is_raw else elem.value
@@ -240,6 +249,10 @@ def make_node(tag: int, vr: str, file_vr: str | None, raw: bytes, encodings: tup
         values: list[str] | None = _decode(tag, vr, raw, encodings, implicit)
         if vr in NUMBER_STRINGS:
             _check_number_strings(tag, values)  # type: ignore[arg-type]
+        elif vr not in SINGLE_VALUED_TEXT and _CONTROL.search("".join(values)):  # type: ignore[arg-type]
+            # Short strings hold no control characters (PS3.5 6.1.3, 6.2): binary here means the
+            # element swallowed its neighbours (a wrong length), which can hide anything.
+            raise BadElement(tag, "control characters in a short text value")
     elif vr == "UN" and (tag >> 16) & 1:
         values = [raw.decode("latin-1").strip(" \x00")]  # private text hides here
     else:
@@ -366,9 +379,7 @@ class Unsupported(Exception):
 
 IMPLICIT_LE, EXPLICIT_LE = "1.2.840.10008.1.2", "1.2.840.10008.1.2.1"
 _NOT_FAST_TS = frozenset({"1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"})  # big endian, deflate
-_ALL_VRS = frozenset(
-    b"AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL UN UR US UT UV".split()
-)
+_ALL_VRS = frozenset(vr.encode("ascii") for vr in KNOWN_VRS)
 _PIXEL_STOP = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})
 _HHI = struct.Struct("<HHI").unpack_from
 _HH2sH = struct.Struct("<HH2sH").unpack_from

@@ -106,6 +106,10 @@ def name_variants(pn: str) -> set[str]:
         for c in comps:
             out.add(normalise(c))
             out.update(normalise(w) for w in re.split(r"[\s,]+", c))
+            # every word of the component, whatever separates them (hyphen, apostrophe, a bad
+            # byte); not for codes standing in for a name ("PANCREAS_0001"), whose words are not names
+            if not any(ch.isdigit() for ch in c):
+                out.update(normalise(c).split())
     return out
 
 

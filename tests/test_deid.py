@@ -425,13 +425,32 @@ def test_phi_planted_anywhere_never_survives(deid, tmp_path_factory, surname, gi
                 inner.ReferencedSeriesSequence = Sequence([deeper])
             ds.ReferencedStudySequence = Sequence([inner])
     src = _write(ds, tmp / "in.dcm")
+    slow = _pydicom_reader(deid)
+    try:
+        slow_bytes = slow.deidentify_file(src, tmp / "slow", "x.dcm").output.read_bytes()
+    except Quarantine as q:
+        slow_bytes = q.reason
     try:
         result = deid.deidentify_file(src, tmp / "out")
-    except Quarantine:
+    except Quarantine as q:
+        assert slow_bytes == q.reason  # both readers refuse, for the same reason
         return  # refusing is a safe outcome
+    assert result.output.read_bytes() == slow_bytes  # the fast reader and pydicom's agree
     raw = fold(result.output.read_bytes().decode("utf-8", "ignore"))
     for part in (surname, given_name):
         assert not re.search(rf"(?<!\w){re.escape(fold(part))}(?!\w)", raw), part
+
+
+_SLOW: dict[int, object] = {}
+
+
+def _pydicom_reader(deid):
+    """The same de-identifier reading every file through pydicom (the reference reader)."""
+    if id(deid) not in _SLOW:
+        slow = build_deidentifier(DeidSettings("latam", {}, "test", {"RNEC": "CO-CC"}, clean_pixels=False), KEY)
+        slow.fast_reader = False
+        _SLOW[id(deid)] = slow
+    return _SLOW[id(deid)]
 
 
 def test_keyring_refuses_a_missing_key():
