@@ -94,7 +94,12 @@ def _ner_model_path(explicit: str | Path | None) -> Path | None:
         return Path(explicit)
     env = os.environ.get("STA_NER_MODEL")
     if env:
-        return Path(env)
+        # "none" (or a missing path) turns the model off: patterns only.
+        if (Path(env) / "meta.json").exists():
+            return Path(env)
+        if env.lower() != "none":
+            log.warning("STA_NER_MODEL=%s has no meta.json; scrubbing with patterns only", env)
+        return None
     for cand in (DEFAULT_NER_MODEL / "model-best", DEFAULT_NER_MODEL):
         if (cand / "meta.json").exists():
             return cand
