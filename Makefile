@@ -16,7 +16,7 @@ export OMP_THREAD_LIMIT := 1
 PATIENTS ?= 20
 SEED ?= 7
 
-.PHONY: demo test bench up install system-packages lock clean-data clean help
+.PHONY: demo test bench up install system-packages lock clean-data clean help ner
 
 help:
 	@echo "make demo | make test | make bench | make up | make lock | make clean-data"
@@ -55,3 +55,9 @@ lock:
 
 clean-data:
 	rm -rf data .airflow
+
+# Optional: train the Spanish clinical NER used by the report scrubber (about
+# 10 minutes on 2 cores) from ../shared/data/meddocan; without it the scrubber
+# runs on its pattern, checksum, header and known-value recognizers.
+ner: install
+	$(BIN)/python -m anonymization.ner.train
