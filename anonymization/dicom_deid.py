@@ -716,6 +716,15 @@ def _copy_span(src: BinaryIO, dst: BinaryIO, span: _PixelSpan, digest: "hashlib.
             except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
                 error.append(exc)
 
+        if digest is None:  # nothing to hash: the kernel copies, this thread waits for it
+            kernel_copy()
+            if error:
+                if isinstance(error[0], OSError):
+                    dst.seek(0, os.SEEK_END)
+                    return _copy_loop(src, dst, span, None)
+                raise error[0]
+            os.lseek(out_fd, 0, os.SEEK_END)
+            return span.length
         worker = threading.Thread(target=kernel_copy, name="pixel-copy")
         worker.start()
         pos, end = span.offset, span.offset + span.length

@@ -327,3 +327,23 @@ def test_damaged_files_are_refused_or_published_without_their_identifiers(tmp_pa
             for value in (b"778899", b"1020304050", b"ACC20240001", b"ARACATACA", b"555 1234"):
                 assert value not in data, (i, value)
     assert published > 50
+
+
+@pytest.mark.parametrize("checksum", [True, False])
+def test_large_pixel_data_is_copied_by_the_kernel_verbatim(tmp_path, checksum):
+    """Above a few MB the pixel element is copied by copy_file_range (hashed alongside or not)."""
+    import hashlib
+
+    ds = _image("1.2.3.100.1.10")
+    ds.Rows = ds.Columns = 512
+    ds.NumberOfFrames = 12  # 6 MB: above the kernel-copy threshold
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.PixelData = bytes(range(256)) * (12 * 512 * 512 * 2 // 256)
+    src = _save(ds, tmp_path / "mf.dcm")
+    d = build_deidentifier(DeidSettings("latam", clean_pixels=False, checksum=checksum), KEY)
+    result = d.deidentify_file(src, tmp_path / "out")
+    data = result.output.read_bytes()
+    assert pydicom.dcmread(result.output).PixelData == ds.PixelData
+    assert result.size_bytes == len(data)
+    assert result.sha256 == (hashlib.sha256(data).hexdigest() if checksum else "")
