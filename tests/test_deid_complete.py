@@ -347,3 +347,19 @@ def test_large_pixel_data_is_copied_by_the_kernel_verbatim(tmp_path, checksum):
     assert pydicom.dcmread(result.output).PixelData == ds.PixelData
     assert result.size_bytes == len(data)
     assert result.sha256 == (hashlib.sha256(data).hexdigest() if checksum else "")
+
+
+def test_a_name_in_utf8_under_a_missing_character_set_is_still_known(tmp_path):
+    """No SpecificCharacterSet (so ISO-IR 6/Latin-1), but the modality wrote UTF-8: the name is
+    read both ways, so the descriptor that spells it in ASCII is cleaned too."""
+    ds = _image("1.2.3.100.1.11", StudyDescription="TAC TORAX GARCIA", SeriesDescription="MUÑOZ AXIAL")
+    ds.PatientName = "X"
+    ds["PatientName"].value = "GARCÍA MUÑOZ^JOSÉ".encode("utf-8")  # raw bytes, as the modality sent them
+    src = _save(ds, tmp_path / "utf8.dcm")
+    assert b"GARC\xc3\x8dA" in src.read_bytes() and b"SpecificCharacterSet" not in src.read_bytes()
+    d = build_deidentifier(DeidSettings("latam", clean_pixels=False), KEY)
+    result = d.deidentify_file(src, tmp_path / "out")
+    out = pydicom.dcmread(result.output)
+    assert "GARCIA" not in str(out.get("StudyDescription", "")).upper()
+    assert "TORAX" in out.StudyDescription
+    assert "MUÑOZ" not in str(out.get("SeriesDescription", "")).upper()
