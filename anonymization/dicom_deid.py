@@ -539,7 +539,7 @@ class Deidentifier:
         if clean_pixels:
             if self.pixel_cleaner is None:
                 raise Quarantine("burned_in_text", "pixels at risk of burned-in text and no pixel cleaner is configured")
-            ident = read_identity(ds, self.keyring, self.rules, self.issuers, self.partner_id)
+            _, ident = self._read(ds)  # the same reading as every other file (no pydicom conversion)
             try:
                 self.pixel_cleaner(ds, sorted(ident.phi.raw))  # type: ignore[operator]
             except Quarantine:

@@ -244,7 +244,22 @@ def read_nodes(
 
 
 def make_node(tag: int, vr: str, file_vr: str | None, raw: bytes, encodings: tuple[str, ...], implicit: bool) -> Node:
-    """One element from its value bytes: text decoded, numbers and binary validated."""
+    """One element from its value bytes: text decoded, numbers and binary validated.
+
+    A private element whose VR does not fit its bytes (common in Implicit VR
+    files, where the VR comes from a private dictionary) is not fatal: it is
+    read as UN, so its text still joins the PHI to look for, and the rules
+    remove it (UN is never safe-listed).
+    """
+    try:
+        return _make_node(tag, vr, file_vr, raw, encodings, implicit)
+    except BadElement:
+        if not (tag >> 16) & 1 or vr == "UN":
+            raise
+        return Node(tag, "UN", raw, [raw.decode("latin-1").strip(" \x00")], None, "UN")
+
+
+def _make_node(tag: int, vr: str, file_vr: str | None, raw: bytes, encodings: tuple[str, ...], implicit: bool) -> Node:
     if vr in TEXT_VRS or vr in NUMBER_STRINGS or vr == "UI":
         values: list[str] | None = _decode(tag, vr, raw, encodings, implicit)
         if vr in NUMBER_STRINGS:

@@ -363,3 +363,21 @@ def test_a_name_in_utf8_under_a_missing_character_set_is_still_known(tmp_path):
     assert "GARCIA" not in str(out.get("StudyDescription", "")).upper()
     assert "TORAX" in out.StudyDescription
     assert "MUÑOZ" not in str(out.get("SeriesDescription", "")).upper()
+
+
+def test_private_element_whose_dictionary_vr_does_not_fit_is_removed_not_fatal(tmp_path):
+    """Implicit VR: GEMS_ACQU_01 (0019,xx02) is SL by the private dictionary; 7 bytes cannot be.
+    The element is read as UN (its text still counts as PHI) and removed; the file publishes."""
+    from pydicom.uid import ImplicitVRLittleEndian
+
+    ds = _image("1.2.3.100.1.12")
+    ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    ds.add_new(0x00190010, "LO", "GEMS_ACQU_01")
+    ds.add_new(0x00191002, "OB", b"QUINTE\x00")
+    src = tmp_path / "priv.dcm"
+    ds.save_as(src, implicit_vr=True, little_endian=True, enforce_file_format=True)
+    for fast in (True, False):
+        d = build_deidentifier(DeidSettings("latam", clean_pixels=False), KEY)
+        d.fast_reader = fast
+        out = pydicom.dcmread(d.deidentify_file(src, tmp_path / str(fast)).output)
+        assert not [e for e in out if e.tag.is_private]
