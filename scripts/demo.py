@@ -132,7 +132,7 @@ def _link_and_search(partners, say) -> None:  # noqa: ANN001
     say(f"  search q='nodulo' over regions {regions}: {page['total']} studies; first {len(page['results'])}:")
     for r in page["results"]:
         say(f"    {r.get('study_uid')}  {r.get('modality')} {r.get('body_region')}  {r.get('country')}  "
-            f"age {r.get('age_at_study')} sex {r.get('sex')}  labels {r.get('labels')}")
+            f"age {r.get('age')} sex {r.get('sex')}  labels {r.get('labels')}")
     linked = linked_patients(stores, regions, limit=1)
     if linked:
         token = linked[0]["patient_token"]
@@ -140,7 +140,7 @@ def _link_and_search(partners, say) -> None:  # noqa: ANN001
         studies = timeline.get("studies", [])
         say(f"  patient seen at {', '.join(linked[0]['partners'])}: token {token}, {len(studies)} studies")
         for st in studies:
-            say(f"    {st.get('study_date_shifted')}  {st.get('partner_id')}  {st.get('modality')}  "
+            say(f"    {st.get('study_date')}  {st.get('partner_id')}  {st.get('modality')}  "
                 f"{st.get('study_description')}")
     say("  more: .venv/bin/sta search --help   (the page: make up, then http://127.0.0.1:8000/)")
 

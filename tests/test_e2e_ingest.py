@@ -190,3 +190,24 @@ def test_landing_is_empty_after_a_successful_run(ingested):
         leftovers = [p for p in partner.root().landing.rglob("*") if p.is_file()]
         assert leftovers == []
         assert not (partner.root().path / "work").exists() or not any((partner.root().path / "work").iterdir())
+
+
+def test_linking_dags_give_one_timeline_across_partners(ingested):
+    """The regions' link DAGs (run by Airflow) consolidate; a shared patient's timeline spans both partners."""
+    from sta.airflow_run import run_dag
+    from sta.query import StoreSet, linked_patients, patient_timeline
+
+    regions = sorted({p.region for p in load_partners()})
+    for region in regions:
+        assert run_dag(f"link_{region}").state == "success"
+    stores = StoreSet.discover(data_root())
+    linked = linked_patients(stores, regions, limit=5)
+    assert linked and set(linked[0]["partners"]) == {p.id for p in load_partners()}
+    timeline = patient_timeline(stores, linked[0]["patient_token"], regions)
+    assert {s["partner_id"] for s in timeline["studies"]} == {p.id for p in load_partners()}
+    for region in regions:  # a store never holds another region's rows
+        import duckdb
+
+        con = duckdb.connect(str(data_root() / region / "store" / "consolidated.duckdb"), read_only=True)
+        assert {r[0] for r in con.execute("select distinct region from studies").fetchall()} == {region}
+        con.close()
