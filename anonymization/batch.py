@@ -32,6 +32,7 @@ class DeidSettings:
     national_id_issuers: dict[str, str] = field(default_factory=dict)
     clean_pixels: bool = True
     checksum: bool = True  # SHA-256 of each output (the pipeline records it; ``sta deid`` does not)
+    languages: tuple[str, ...] = ("es", "pt", "en")  # the partner's; the first picks the OCR model
 
 
 @dataclass
@@ -43,7 +44,7 @@ class Outcome:
     result: DeidResult | None = None
 
 
-def pixel_cleaner() -> Callable[..., Any] | None:
+def pixel_cleaner(languages: tuple[str, ...] = ("es", "pt", "en")) -> Callable[..., Any] | None:
     """The burned-in text cleaner, when the OCR stack is installed (else at-risk files quarantine)."""
     try:
         from anonymization.pixels import clean_burned_in
@@ -51,7 +52,7 @@ def pixel_cleaner() -> Callable[..., Any] | None:
         return None
 
     def clean(ds: Any, known_phi: list[str]) -> Any:
-        return clean_burned_in(ds, known_phi)
+        return clean_burned_in(ds, known_phi, languages=languages)
 
     return clean
 
@@ -62,7 +63,7 @@ def build_deidentifier(settings: DeidSettings, key: bytes | None = None) -> Deid
         Keyring(key) if key else Keyring.from_env(),
         partner_id=settings.partner_id,
         national_id_issuers=settings.national_id_issuers,
-        pixel_cleaner=pixel_cleaner() if settings.clean_pixels else None,
+        pixel_cleaner=pixel_cleaner(tuple(settings.languages)) if settings.clean_pixels else None,
         checksum=settings.checksum,
     )
 

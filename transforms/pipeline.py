@@ -162,7 +162,8 @@ def stage_deidentify(partner_id: str, run_id: str, batch: int) -> dict[str, Any]
     work = _work(root, run_id)
     files = _read_json(work / "batches" / f"dicom-{batch:05d}.json")
     deid = build_deidentifier(
-        DeidSettings(partner.profile, partner.profile_overrides, partner.id, partner.identity.national_id_issuers)
+        DeidSettings(partner.profile, partner.profile_overrides, partner.id, partner.identity.national_id_issuers,
+                     languages=tuple(partner.report_languages))
     )
     staged = work / "staged_dicom"
     rows: list[dict[str, Any]] = []
