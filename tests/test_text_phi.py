@@ -213,3 +213,16 @@ def test_ner_training_script_writes_a_model_the_scrubber_loads(tmp_path) -> None
     assert s.ner_model_path == model
     r = s.scrub("Paciente: Ana Soto. Sin hallazgos.", "es")
     assert "Soto" not in r.text
+
+
+@pytest.mark.parametrize(
+    ("text", "accession"),
+    [
+        ("Accession number: CA150000004\nPatient: X", "CA150000004"),
+        ("Número de acceso: CA180000001", "CA180000001"),
+        ("Nº de acesso: 202400000001", "202400000001"),
+        ("Accession No: AB-12", "AB-12"),
+    ],
+)
+def test_link_keys_reads_the_accession_whatever_the_header_language(text, accession):
+    assert link_keys(text)["accession_number"] == accession

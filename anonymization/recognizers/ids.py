@@ -189,7 +189,8 @@ def find_ids(text: str, language: str = "es") -> list[Span]:
 ACCESSION_LABEL_RE = re.compile(
     r"(?<![\w])(?:n[úu]mero\s+de\s+ac+es+(?:i[óo]n|o)|n[º°o]\.?\s*(?:de\s+)?ac+es+(?:i[óo]n|o)|ac+es+(?:i[óo]n|o)(?:\s+n[º°o]\.?)?"
     r"|accession(?:\s+(?:number|no\.?|#))?|acc\.?\s*(?:no\.?|#))"
-    r"\s*(?:n[º°o]\.?|#)?\s*[:=#]?\s*(?P<v>[A-Za-z0-9][A-Za-z0-9\-/.]*[A-Za-z0-9])",
+    # the value holds a digit: "Accession number: CA15..." must not yield "number"
+    r"\s*(?:n[º°o]\.?|#)?\s*[:=#]?\s*(?P<v>(?=[A-Za-z0-9\-/.]*\d)[A-Za-z0-9][A-Za-z0-9\-/.]*[A-Za-z0-9])",
     re.IGNORECASE,
 )
 PATIENT_ID_LABEL_RE = re.compile(
