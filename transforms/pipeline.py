@@ -18,7 +18,6 @@ import os
 import shutil
 import time
 from collections import Counter
-from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -426,7 +425,3 @@ def ledger_summary(partner_id: str) -> dict[str, Any]:
     partner, root = _ctx(partner_id)
     ledgers = sorted(root.ledger.glob("*.json"), key=lambda p: p.stat().st_mtime)
     return _read_json(ledgers[-1]) if ledgers else {}
-
-
-def as_dict(obj: Any) -> dict[str, Any]:
-    return asdict(obj)
