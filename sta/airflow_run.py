@@ -79,7 +79,7 @@ def _task_states(dag_id: str, run_id: str) -> list[TaskSummary]:
         return [TaskSummary(r.task_id, r.map_index, str(r.state) if r.state else None, r.duration) for r in rows]
 
 
-def _latest_run_id(dag_id: str, since: float) -> str | None:
+def _latest_run_id(dag_id: str) -> str | None:
     from airflow.models.dagrun import DagRun
     from airflow.utils.session import create_session
 
@@ -97,7 +97,7 @@ def run_dag(
 ) -> RunSummary:
     """``dag.test()`` one run; report task state changes while it runs."""
     dag = get_dag(dag_id)
-    before = _latest_run_id(dag_id, 0)
+    before = _latest_run_id(dag_id)
     stop = threading.Event()
     seen: dict[tuple[str, int], str | None] = {}
 
@@ -106,7 +106,7 @@ def run_dag(
         while not stop.wait(poll):
             try:
                 if run_id is None:
-                    cand = _latest_run_id(dag_id, 0)
+                    cand = _latest_run_id(dag_id)
                     run_id = cand if cand != before else None
                     if run_id is None:
                         continue

@@ -85,7 +85,7 @@ def test_ledger_refuses_to_publish_when_a_file_is_unaccounted(tmp_path, monkeypa
     root = partner.root(tmp_path)
     work = root.work("r1")
     (work / "outcomes").mkdir(parents=True)
-    (work / "pull.json").write_text(json.dumps({"fetched": [{"landing_relpath": "a"}, {"landing_relpath": "b"}]}))
+    (work / "pull_report.json").write_text(json.dumps({"fetched": [{"landing_relpath": "a"}, {"landing_relpath": "b"}]}))
     (work / "outcomes" / "dicom-00000.jsonl").write_text(json.dumps({"relpath": "a", "status": "published", "reason": None}) + "\n")
     with pytest.raises(LedgerMismatch):
         build_ledger(partner, root, "r1")

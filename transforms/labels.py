@@ -29,11 +29,9 @@ def _rules() -> tuple[str, str, list[tuple[str, str | None, re.Pattern[str]]]]:
 def label_text(study_uid: str, partner_id: str, text: str) -> list[dict[str, Any]]:
     model, version, rules = _rules()
     folded = normalise(text).lower()
-    # keep hyphens for "bi-rads": normalise() turned them into spaces
-    folded = folded.replace("bi rads", "birads")
     out: dict[tuple[str, str], dict[str, Any]] = {}
     for label, value, pattern in rules:
-        m = pattern.search(folded.replace("birads", "bi-rads")) or pattern.search(folded)
+        m = pattern.search(folded)
         if not m:
             continue
         val = m.groupdict().get("value") or value or "yes"

@@ -25,11 +25,12 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sta.config import PartnerConfig, PartnerRoot, get_partner
+from sta.config import PartnerConfig, PartnerRoot, get_partner, safe_run_id
 from transforms.classify import Kind, classify
 from transforms.quarantine import Reason, quarantine_file
 
 OUTCOME_DIR = "outcomes"
+PULL_REPORT = "pull_report.json"  # written by transforms.pull.pull_partner into the run's work folder
 
 
 class LedgerMismatch(RuntimeError):
@@ -92,9 +93,7 @@ def stage_pull(partner_id: str, run_id: str, connections: Any = None) -> dict[st
 
     partner, root = _ctx(partner_id)
     work = _work(root, run_id)
-    report = pull_partner(partner, root, run_id, connections)
-    data = report.to_dict()
-    _write_json(work / "pull.json", data)
+    data = pull_partner(partner, root, run_id, connections).to_dict()
     rejected = [
         {"relpath": f"source:{s['remote_path']}", "status": "rejected", "reason": s["reason"], "kind": "pull"}
         for s in data.get("skipped", [])
@@ -104,8 +103,13 @@ def stage_pull(partner_id: str, run_id: str, connections: Any = None) -> dict[st
         for f in data.get("failed", [])
     ]
     _record(work, "pull", rejected)
-    fetched = [f["landing_relpath"] for f in data.get("fetched", [])]
-    return {"fetched": len(fetched), "rejected": len(rejected), "failed": len(data.get("failed", []))}
+    return {"fetched": len(data.get("fetched", [])), "rejected": len(rejected), "failed": len(data.get("failed", []))}
+
+
+def _fetched(work: Path) -> list[str]:
+    """Landing paths of the files this run pulled (empty when the pull never ran)."""
+    path = work / PULL_REPORT
+    return [f["landing_relpath"] for f in _read_json(path).get("fetched", [])] if path.exists() else []
 
 
 # -- 2. classify -------------------------------------------------------------------
@@ -114,7 +118,7 @@ def stage_classify(partner_id: str, run_id: str) -> dict[str, Any]:
     """Sort landed files into DICOM and report batches; quarantine the rest."""
     partner, root = _ctx(partner_id)
     work = _work(root, run_id)
-    fetched = [f["landing_relpath"] for f in _read_json(work / "pull.json").get("fetched", [])]
+    fetched = _fetched(work)
     groups: dict[str, list[str]] = {"dicom": [], "report": []}
     outcomes = []
     for rel in sorted(fetched):
@@ -124,7 +128,7 @@ def stage_classify(partner_id: str, run_id: str) -> dict[str, Any]:
             groups[kind.value].append(rel)
             continue
         code = "empty_file" if kind == Kind.EMPTY else ("missing_in_landing" if not src.exists() else "unsupported_type")
-        quarantine_file(src, root.quarantine / run_dir(run_id), rel, Reason(code, "classify", "", run_id))
+        quarantine_file(src, root.quarantine / safe_run_id(run_id), rel, Reason(code, "classify", "", run_id))
         outcomes.append({"relpath": rel, "status": "quarantined", "reason": code, "kind": "other"})
     _record(work, "classify", outcomes)
     size = partner.batch_size
@@ -143,12 +147,6 @@ def stage_classify(partner_id: str, run_id: str) -> dict[str, Any]:
         "report_files": len(groups["report"]),
         "quarantined": len(outcomes),
     }
-
-
-def run_dir(run_id: str) -> str:
-    from sta.config import safe_run_id
-
-    return safe_run_id(run_id)
 
 
 # -- 3. de-identify DICOM --------------------------------------------------------------
@@ -170,7 +168,7 @@ def stage_deidentify(partner_id: str, run_id: str, batch: int) -> dict[str, Any]
     outcomes = []
     for rel in files:
         src = root.ensure_inside(root.landing / rel)
-        o = deidentify_one(deid, src, rel, staged, root.quarantine / run_dir(run_id), keep_relpath=False, run_id=run_id)
+        o = deidentify_one(deid, src, rel, staged, root.quarantine / safe_run_id(run_id), keep_relpath=False, run_id=run_id)
         outcomes.append({"relpath": rel, "status": o.status, "reason": o.reason, "kind": "dicom"})
         if o.result is None:
             continue
@@ -234,7 +232,7 @@ def stage_reports(partner_id: str, run_id: str, batch: int) -> dict[str, Any]:
     scrubber = TextScrubber(partner.report_languages)
     hint = partner.report_languages[0] if len(partner.report_languages) == 1 else None
     rows, outcomes = [], []
-    qdir = root.quarantine / run_dir(run_id)
+    qdir = root.quarantine / safe_run_id(run_id)
 
     def refuse(rel: str, src: Path, code: str, detail: str = "") -> None:
         quarantine_file(src, qdir, rel, Reason(code, "reports", detail, run_id))
@@ -370,8 +368,8 @@ def stage_publish(partner_id: str, run_id: str) -> dict[str, Any]:
         merge_table(root.state / "study_links.parquet", pq.read_table(links), ("accession_key",))
     ledger["published_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     ledger["tables"] = counts
-    _write_json(root.ledger / f"{run_dir(run_id)}.json", ledger)
-    return {"moved_dicom": moved, "tables": counts, "ledger": str(root.ledger / f"{run_dir(run_id)}.json"),
+    _write_json(root.ledger / f"{safe_run_id(run_id)}.json", ledger)
+    return {"moved_dicom": moved, "tables": counts, "ledger": str(root.ledger / f"{safe_run_id(run_id)}.json"),
             "parquet": str(root.parquet), **{k: ledger[k] for k in ("pulled", "published", "quarantined", "rejected")}}
 
 
@@ -382,8 +380,7 @@ def build_ledger(partner: PartnerConfig, root: PartnerRoot, run_id: str) -> dict
         for line in path.read_text(encoding="utf-8").splitlines():
             o = json.loads(line)
             outcomes[o["relpath"]] = o
-    pull = _read_json(work / "pull.json")
-    fetched = {f["landing_relpath"] for f in pull.get("fetched", [])}
+    fetched = set(_fetched(work))
     pulled = len(fetched) + sum(1 for o in outcomes.values() if o.get("kind") == "pull")
     missing = sorted(fetched - set(outcomes))
     status = Counter(o["status"] for o in outcomes.values())
@@ -412,10 +409,7 @@ def stage_cleanup(partner_id: str, run_id: str) -> dict[str, Any]:
 
     partner, root = _ctx(partner_id)
     work = root.work(run_id)
-    fetched = []
-    if (work / "pull.json").exists():
-        fetched = [f["landing_relpath"] for f in _read_json(work / "pull.json").get("fetched", [])]
-    deleted = cleanup_landing(root, fetched)
+    deleted = cleanup_landing(root, _fetched(work))
     shutil.rmtree(work, ignore_errors=True)
     return {"landing": deleted, "work_removed": not work.exists()}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from functools import partial
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 
@@ -45,23 +46,17 @@ def search(
         partner=partner, sort=sort, page=page, page_size=page_size,
     )
     regions = entitled_regions(request, customer)
-    client = request.client.host if request.client else None
+    audit = partial(db.audit, customer=customer, endpoint="/api/studies", filters=filters.applied(),
+                    regions=regions, client=request.client.host if request.client else None)
     if page_size > customer.max_page_size:
-        detail = f"page_size above the {customer.plan} plan's limit of {customer.max_page_size}"
-        db.audit(customer=customer, endpoint="/api/studies", status=400, filters=filters.applied(),
-                 regions=regions, client=client)
-        raise HTTPException(400, detail)
+        audit(status=400)
+        raise HTTPException(400, f"page_size above the {customer.plan} plan's limit of {customer.max_page_size}")
     try:
         out = query.search_studies(request.app.state.stores, filters, regions)
     except ValueError as exc:
-        db.audit(customer=customer, endpoint="/api/studies", status=400, filters=filters.applied(),
-                 regions=regions, client=client)
+        audit(status=400)
         raise HTTPException(400, str(exc)) from exc
-    db.audit(
-        customer=customer, endpoint="/api/studies", status=200, filters=filters.applied(),
-        regions=regions, result_count=out["total"],
-        duration_ms=(time.perf_counter() - started) * 1000, client=client,
-    )
+    audit(status=200, result_count=out["total"], duration_ms=(time.perf_counter() - started) * 1000)
     return out
 
 
