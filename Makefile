@@ -16,10 +16,10 @@ export OMP_THREAD_LIMIT := 1
 PATIENTS ?= 20
 SEED ?= 7
 
-.PHONY: demo test bench up install system-packages lock clean-data clean help ner
+.PHONY: demo test bench up down install system-packages lock clean-data clean help ner
 
 help:
-	@echo "make demo | make test | make bench | make up | make lock | make clean-data"
+	@echo "make demo | make test | make bench | make up | make down | make lock | make clean-data"
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,8 +43,12 @@ test: install
 bench: install
 	bash scripts/run_bench.sh
 
+# Ports: AIRFLOW__API__PORT=8081 STA_SEARCH_PORT=8001 make up. Ctrl-C or `make down` stops everything.
 up: install
 	bash scripts/airflow_up.sh
+
+down:
+	bash scripts/airflow_up.sh down
 
 # Re-resolve requirements.txt into the lock file (run after editing requirements.txt).
 lock:
