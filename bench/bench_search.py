@@ -1,7 +1,7 @@
 """Search latency at scale: ``.venv/bin/python bench/bench_search.py``.
 
 1. A consolidated store of 1,000,000 generated studies (metadata only,
-   ``sta.store_synth``), cached under ``build/bench/`` (~1 min the first time).
+   ``synth.store``), cached under ``build/bench/`` (~1 min the first time).
 2. ``sta serve --store`` in a subprocess, as deployed (uvicorn, one process).
 3. Sequential requests over HTTP with varied filters (seeded), p50/p95 for:
    a search page with facet counts; a keyword search; a patient timeline.
@@ -32,7 +32,7 @@ sys.path.insert(0, str(PROJECT))
 import duckdb  # noqa: E402
 import httpx  # noqa: E402
 
-from sta.store_synth import generate_store  # noqa: E402
+from synth.store import generate_store  # noqa: E402
 from transforms.store_schema import LAYOUT_VERSION  # noqa: E402
 
 BENCH_DIR = PROJECT / "build" / "bench"

@@ -16,12 +16,12 @@ import httpx
 import pytest
 
 from sta.cli import main as sta_main
-from sta.query import StoreSet
+from sta.service.search import StoreSet
 from sta.service import create_app
 from sta.service.db import ServiceDB
-from sta.service.testing import serve_in_thread
+from tests.support.serve import serve_in_thread
 from transforms.consolidate import consolidate_region
-from transforms.store_demo import demo_token, write_demo_partners, write_partner
+from synth.store_demo import demo_token, write_demo_partners, write_partner
 
 
 # ---------------------------------------------------------------- expected side
@@ -392,8 +392,8 @@ def test_sta_serve_starts_the_service_and_the_page(env, tmp_path):
 
 
 def test_synthetic_store_is_served_like_a_real_one(tmp_path):
-    from sta.query import StudyFilters, patient_timeline, search_studies
-    from sta.store_synth import generate_store
+    from sta.service.search import StudyFilters, patient_timeline, search_studies
+    from synth.store import generate_store
 
     path = generate_store(tmp_path / "syn.duckdb", 3000, seed=7)
     again = generate_store(tmp_path / "syn2.duckdb", 3000, seed=7)

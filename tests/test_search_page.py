@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from sta.query import StoreSet
+from sta.service.search import StoreSet
 from sta.service import create_app
 from sta.service.db import ServiceDB
-from sta.service.testing import serve_in_thread
+from tests.support.serve import serve_in_thread
 from transforms.consolidate import consolidate_region
-from transforms.store_demo import write_demo_partners
+from synth.store_demo import write_demo_partners
 
 pytestmark = pytest.mark.browser
 

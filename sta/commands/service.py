@@ -1,6 +1,6 @@
 """``sta serve``, ``sta apikey`` and ``sta search``: the query service's CLI.
 
-``sta search`` calls the same ``sta.query`` function as ``GET /api/studies``
+``sta search`` calls the same ``sta.service.search`` function as ``GET /api/studies``
 and prints the same JSON with ``--json``. It reads the stores directly (an
 operator's tool); with ``--api-key`` it searches only that customer's regions
 and writes the search to the audit log like the API does.
@@ -15,8 +15,8 @@ from pathlib import Path
 
 
 def _stores(args: argparse.Namespace):  # noqa: ANN202 - StoreSet, imported lazily
-    from sta.config import data_root
-    from sta.query import StoreSet
+    from foundation.paths import data_root
+    from sta.service.search import StoreSet
 
     if args.store:
         return StoreSet.from_paths([Path(p) for p in args.store])
@@ -24,7 +24,7 @@ def _stores(args: argparse.Namespace):  # noqa: ANN202 - StoreSet, imported lazi
 
 
 def _db(args: argparse.Namespace):  # noqa: ANN202
-    from sta.config import data_root
+    from foundation.paths import data_root
     from sta.service.db import ServiceDB, default_db_path
 
     root = Path(args.data_root) if getattr(args, "data_root", None) else data_root()
@@ -56,7 +56,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # Worker processes build their own stores and indexes from the environment.
         import os
 
-        from sta.config import data_root
+        from foundation.paths import data_root
 
         os.environ["STA_SERVICE_DB"] = str(db.path)
         os.environ["STA_DATA_ROOT"] = str(Path(args.data_root).resolve() if args.data_root else data_root())
@@ -100,7 +100,7 @@ def cmd_apikey(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from sta import query
+    from sta.service import search as query
 
     stores = _stores(args)
     filters = query.StudyFilters(
@@ -138,6 +138,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         if db is not None:
             db.audit(customer=customer, endpoint="cli:sta search", status=200,
                      filters=filters.applied(), regions=out["regions"], result_count=out["total"])
+            db.record_delivery(customer, "search", [(r["region"], r["partner_id"]) for r in out["results"]])
     if args.json:
         print(json.dumps(out, ensure_ascii=False, indent=2))
         return 0

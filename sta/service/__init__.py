@@ -1,4 +1,4 @@
-"""The query service: a FastAPI app over ``sta.query`` (search, patients,
+"""The query service: a FastAPI app over ``sta.service.search`` (search, patients,
 thumbnails) with API-key authentication, region entitlements, an audit log of
 every search, and the STA Standard search page served at ``/``.
 

@@ -1,4 +1,4 @@
-"""The FastAPI application: routers, the search page, health."""
+"""The FastAPI application: routers, the audit middleware, the pages, health."""
 
 from __future__ import annotations
 
@@ -8,26 +8,29 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
-from sta.query import StoreSet
+from sta.service.audit import AuditMiddleware
 from sta.service.db import ServiceDB
 from sta.service.routers import me, patients, studies, thumbnails
+from sta.service.search import StoreSet
 
 STATIC = Path(__file__).resolve().parent / "static"
 
 
 def create_app(stores: StoreSet, db: ServiceDB) -> FastAPI:
-    """The service over ``stores`` with keys/audit in ``db``."""
+    """The service over ``stores`` with accounts, audit and orders in ``db``."""
     app = FastAPI(
         title="STA query service",
         version="1.0",
         description=(
-            "Search de-identified imaging studies (STA Standard). Every `/api` request needs "
-            "a customer key in the `X-API-Key` header; results come only from the regions "
-            "the customer is entitled to; every search is audited."
+            "Search de-identified imaging studies (STA Standard), order exports, query a Pro SQL "
+            "workspace. Every `/api` request needs a customer key or session token in the "
+            "`X-API-Key` header; results come only from the regions the customer is entitled to; "
+            "every request is audited and every delivered study metered."
         ),
     )
     app.state.stores = stores
     app.state.db = db
+    app.add_middleware(AuditMiddleware)
     for r in (studies.router, patients.router, thumbnails.router, me.router):
         app.include_router(r)
 
@@ -51,7 +54,7 @@ def create_app_from_env() -> FastAPI:
     every store under ``STA_DATA_ROOT``; keys from ``STA_SERVICE_DB``."""
     import os
 
-    from sta.config import data_root
+    from foundation.paths import data_root
     from sta.service.db import default_db_path
 
     paths = [p for p in os.environ.get("STA_SERVE_STORES", "").split(os.pathsep) if p]

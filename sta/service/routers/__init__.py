@@ -1,1 +1,1 @@
-"""One router per resource: studies, patients, thumbnails, me."""
+"""One router per resource (studies, patients, thumbnails, me, accounts, exports, sql, ...)."""

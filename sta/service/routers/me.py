@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter
 
-from sta.service.auth import entitled_regions, require_customer
-from sta.service.db import Customer
+from sta.service.deps import CurrentCustomer, Regions
 from sta.service.models import Me, Problem
 
 router = APIRouter(prefix="/api", tags=["account"])
 
 
 @router.get("/me", response_model=Me, responses={401: {"model": Problem}})
-def me(request: Request, customer: Customer = Depends(require_customer)) -> dict:
+def me(customer: CurrentCustomer, regions: Regions) -> dict:
     return {
         "customer": customer.name,
         "plan": customer.plan,
-        "regions": entitled_regions(request, customer),
+        "regions": regions,
         "max_page_size": customer.max_page_size,
     }

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import time
+from fastapi import APIRouter, HTTPException, Path
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Request
-
-from sta import query
-from sta.service.auth import entitled_regions, get_db, require_customer
-from sta.service.db import Customer, ServiceDB
+from sta.service import search
+from sta.service.deps import Audit, Regions, Stores
 from sta.service.models import PatientTimeline, Problem
 
 router = APIRouter(prefix="/api/patients", tags=["patients"])
@@ -20,23 +17,13 @@ router = APIRouter(prefix="/api/patients", tags=["patients"])
     responses={401: {"model": Problem}, 404: {"model": Problem}},
     summary="Every study of a patient token in the customer's regions, oldest first",
 )
-def timeline(
-    request: Request,
-    token: str = Path(pattern="^[0-9a-f]{32}$", description="32-hex patient token"),
-    customer: Customer = Depends(require_customer),
-    db: ServiceDB = Depends(get_db),
-) -> dict:
-    started = time.perf_counter()
-    regions = entitled_regions(request, customer)
-    out = query.patient_timeline(request.app.state.stores, token, regions)
-    db.audit(
-        customer=customer, endpoint="/api/patients/{token}", status=200 if out else 404,
-        filters={"patient_token": token}, regions=regions,
-        result_count=out["n_studies"] if out else 0,
-        duration_ms=(time.perf_counter() - started) * 1000,
-        client=request.client.host if request.client else None,
-    )
+def timeline(regions: Regions, stores: Stores, audit: Audit,
+             token: str = Path(pattern="^[0-9a-f]{32}$", description="32-hex patient token")) -> dict:
+    audit.filters = {"patient_token": token}
+    out = search.patient_timeline(stores, token, regions)
+    audit.result_count = out["n_studies"] if out else 0
     if out is None:
         # Same answer whether the token exists elsewhere or nowhere.
         raise HTTPException(404, "no studies for this patient in your regions")
+    audit.deliver("timeline", out["studies"])
     return out

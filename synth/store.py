@@ -1,9 +1,9 @@
-"""Synthetic consolidated stores for benchmarks (``sta synth --metadata-only``).
+"""Synthetic consolidated stores for benchmarks (``python -m synth --metadata-only``).
 
 A store of a million studies has to exist in seconds, not hours, so the rows
 are made by DuckDB SQL from ``range(N)`` and a hash of the row number: no
 Python loop, no pixel data, same ``(studies, seed)`` gives the same store. The
-tables are the published ones of ``transforms.schema`` and ``search_studies``
+tables are the published ones of ``foundation.schema`` and ``search_studies``
 is filled by the same SQL as a real consolidation
 (``transforms.store_schema.rebuild_search``), so the query service cannot
 tell a synthetic store from a real one and a benchmark measures real queries.
