@@ -5,9 +5,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 PIP_NO_CACHE_DIR=1 OMP_THREAD_LIMIT=1 \
     AIRFLOW__CORE__PLUGINS_FOLDER=/opt/sta/plugins AIRFLOW__CORE__LOAD_EXAMPLES=False
 WORKDIR /opt/sta
 COPY packages.txt requirements.lock pyproject.toml ./
-RUN apt-get update && xargs -a packages.txt apt-get install -y --no-install-recommends \
+RUN apt-get update && grep -vE '^\s*(#|$)' packages.txt | xargs apt-get install -y --no-install-recommends \
     && rm -rf /var/lib/apt/lists/*
-RUN pip install -r requirements.lock apache-airflow-providers-celery==3.* "celery<5.7" psycopg2-binary
+# Every Python package, and only those, from the lock file (celery, redis and psycopg2 included).
+RUN pip install -r requirements.lock
 COPY . .
-RUN pip install --no-deps -e .
+RUN pip install --no-deps --no-build-isolation --config-settings editable_mode=compat -e .
 USER 1000
