@@ -19,7 +19,7 @@ from typing import Any
 from anonymization.dicom_deid import DeidResult, Deidentifier, Quarantine
 from anonymization.keys import Keyring
 from anonymization.profiles import load_profile
-from transforms.quarantine import Reason, quarantine_file
+from foundation.quarantine import Reason, quarantine_file
 
 
 @dataclass(frozen=True)

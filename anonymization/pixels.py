@@ -291,7 +291,7 @@ def _views(frame: np.ndarray, photometric: str, rotations: Sequence[int]):
 
 
 def _ocr_frame(frame: np.ndarray, photometric: str, lang: str, rotations: Sequence[int]) -> list[_Box]:
-    from transforms.text_extract import ocr_image
+    from foundation.ocr import ocr_image
 
     boxes: list[_Box] = []
     for v, (im, scale, rot, size) in enumerate(_views(frame, photometric, rotations)):
@@ -476,7 +476,7 @@ def _second_opinion(gray: np.ndarray | None, b: _Box, lang: str) -> str | None:
         return None
     from PIL import Image
 
-    from transforms.text_extract import ocr_image
+    from foundation.ocr import ocr_image
 
     h, w = gray.shape
     pad = 4
@@ -701,7 +701,7 @@ def clean_burned_in(
     ``ocr_failed``, ``burned_in_text_residual``) when the pixels can't be
     cleared; the caller quarantines the file.
     """
-    from transforms.text_extract import ExtractionError
+    from foundation.ocr import ExtractionError
 
     arr, photometric = _decode(ds)
     samples = int(ds.get("SamplesPerPixel", 1))

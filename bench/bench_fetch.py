@@ -63,7 +63,7 @@ def serve(kind: str, data: Path) -> None:
     files = files_of(data)
     info: dict = {}
     if kind == "sftp":
-        from servers.sftp import PASSWORD, USER, SFTPServer
+        from support.sftp import PASSWORD, USER, SFTPServer
 
         srv = SFTPServer(root=data)
         info = {"conn_type": "sftp", "host": "127.0.0.1", "port": srv.port, "login": USER, "password": PASSWORD,
@@ -73,7 +73,7 @@ def serve(kind: str, data: Path) -> None:
 
         import boto3
         from moto.server import ThreadedMotoServer
-        from servers.s3 import free_port
+        from support.s3 import free_port
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         port = free_port()
@@ -88,7 +88,7 @@ def serve(kind: str, data: Path) -> None:
                 "extra": {"endpoint_url": endpoint, "region_name": "us-east-1"},
                 "source": {"bucket": "bench", "prefix": "in"}}  # fmt: skip
     elif kind == "gdrive":
-        from servers.gdrive import DriveFake
+        from support.gdrive import DriveFake
 
         d = DriveFake()
         top = d.add_folder("bench", d.root_id)
@@ -105,7 +105,7 @@ def serve(kind: str, data: Path) -> None:
         info = {"conn_type": "google_cloud_platform", "password": d.token,
                 "extra": {"api_endpoint": d.api_endpoint}, "source": {"folder_id": top}}  # fmt: skip
     elif kind == "dropbox":
-        from servers.dropbox import DropboxFake
+        from support.dropbox import DropboxFake
 
         d = DropboxFake()
         d.mkdir("/Bench")
@@ -122,7 +122,8 @@ def serve(kind: str, data: Path) -> None:
 
 # --------------------------------------------------------------------------- measuring
 def run_pull(kind: str, data: Path, work: Path, info: dict | None) -> dict:
-    from sta.config import PartnerConfig, PartnerRoot
+    from foundation.partners import PartnerConfig
+    from foundation.paths import PartnerRoot
     from transforms.pull import cleanup_landing, pull_partner
     from transforms.sources.base import ConnectionInfo
 
@@ -159,7 +160,7 @@ def pull_child(kind: str, data: Path, work: Path, info_json: str) -> None:
     """Run in a child process: one pull, then print seconds and peak RSS (bounded-memory check)."""
     import importlib
 
-    from sta.config import PartnerConfig  # noqa: F401 - imports before the baseline
+    from foundation.partners import PartnerConfig  # noqa: F401 - imports before the baseline
     from transforms import pull  # noqa: F401
 
     importlib.import_module(f"transforms.sources.{kind}")  # the client library is not the file

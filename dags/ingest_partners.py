@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from airflow.sdk import DAG
 
 from operators import partner_tasks as t
-from sta.config import load_partners
+from foundation.partners import load_partners
 
 # Two minutes in production; the demo and tests set it to seconds.
 RETRY_DELAY_SECONDS = int(os.environ.get("STA_RETRY_DELAY_SECONDS", "120"))

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from airflow.sdk import DAG, Asset, AssetAny, task
 
 from operators.partner_tasks import published_asset as publication_asset
-from sta.config import load_partners
+from foundation.partners import load_partners
 
 
 def build_link_dag(region: str, partner_ids: list[str]) -> DAG:
@@ -34,7 +34,7 @@ def build_link_dag(region: str, partner_ids: list[str]) -> DAG:
 
         @task(task_id="consolidate", outlets=[Asset(name=f"store_{region}", uri=f"sta://{region}/store")])
         def consolidate() -> dict:
-            from sta.config import data_root
+            from foundation.paths import data_root
             from transforms.consolidate import consolidate_region
 
             return consolidate_region(region, data_root())

@@ -1,6 +1,6 @@
 """Great Expectations gate in front of publication.
 
-A partner run writes its tables (``transforms.schema``) to a staging folder;
+A partner run writes its tables (``foundation.schema``) to a staging folder;
 :func:`expectations.gate.validate_tables` runs one expectation suite per table
 through a GX Checkpoint and returns a :class:`expectations.gate.GateResult`
 whose ``failures`` say, table and column first, why a run must not be

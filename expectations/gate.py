@@ -50,7 +50,7 @@ from expectations.suites import (
     suite_checks,
     suite_parameters,
 )
-from transforms.schema import TABLES
+from foundation.schema import TABLES
 
 MAX_EXAMPLES = 3
 MAX_EXAMPLE_CHARS = 48
@@ -388,7 +388,7 @@ def _column_set_failures(check: Check, res: Any) -> tuple[list[str], set[str]]:
     extra = [c for c in observed if c not in expected]
     lines = [f"{check.table}.{c}: column missing" for c in missing]
     if extra:
-        lines.append(f"{check.table}: columns not in transforms.schema: {', '.join(extra)}")
+        lines.append(f"{check.table}: columns not in foundation.schema: {', '.join(extra)}")
     return lines, set(missing)
 
 

@@ -1,6 +1,6 @@
 """The publication gate's expectation suites, declared as data.
 
-One suite per published table (``transforms.schema.TABLES``): the suites are
+One suite per published table (``foundation.schema.TABLES``): the suites are
 the stage boundary between "a partner run produced tables" and "the tables
 may be published". They are declared here as plain :class:`Check` records so
 that a reviewer reads what is enforced without reading GX code, and so that
@@ -44,7 +44,7 @@ from typing import Any, Iterable, Mapping
 
 import pyarrow as pa
 
-from transforms.schema import PRIMARY_KEYS, TABLES
+from foundation.schema import PRIMARY_KEYS, TABLES
 
 # Patterns, shared with tests and with the messages.
 KEYED_UID_RE = r"^2\.25\.\d{1,39}$"
@@ -383,7 +383,7 @@ def _domain_checks() -> list[Check]:
 
 @lru_cache(maxsize=1)
 def suite_checks() -> dict[str, tuple[Check, ...]]:
-    """Every table's suite, in ``transforms.schema.TABLES`` order."""
+    """Every table's suite, in ``foundation.schema.TABLES`` order."""
     suites = {t: _table_checks(t, s) for t, s in TABLES.items()}
     for check in _domain_checks():
         suites[check.table].append(check)

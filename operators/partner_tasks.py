@@ -1,9 +1,9 @@
-"""Airflow tasks of a partner DAG: each a few lines around ``transforms.pipeline``.
+"""Airflow tasks of a partner DAG: each resolves its partner once and calls one stage of ``pipeline/``.
 
 TaskFlow functions, so the DAG factory can fan out with ``.expand()`` over the
-batch ids that ``classify`` returns. The library raises plain exceptions; the
-gate's refusal becomes ``AirflowFailException`` so Airflow doesn't retry a
-verdict.
+batch ids that ``classify`` returns. The library raises plain exceptions; a
+verdict (the gate's refusal, an unbalanced ledger) becomes
+``AirflowFailException`` so Airflow doesn't retry it.
 """
 
 from __future__ import annotations
@@ -28,18 +28,25 @@ def airflow_connections(conn_id: str) -> Any:
     return ConnectionInfo.from_airflow(BaseHook.get_connection(conn_id))
 
 
+def _ctx(partner_id: str, run_id: str | None) -> Any:
+    """The partner's YAML read and validated once for this task."""
+    from pipeline.context import RunContext
+
+    return RunContext.resolve(partner_id, run_id or "manual")
+
+
 @task
 def pull(partner_id: str, run_id: str | None = None) -> dict[str, Any]:
-    from transforms.pipeline import stage_pull
+    from pipeline import pull as stage
 
-    return stage_pull(partner_id, run_id, airflow_connections)
+    return stage.run(_ctx(partner_id, run_id), airflow_connections)
 
 
 @task
 def classify(partner_id: str, _pulled: dict[str, Any], run_id: str | None = None) -> dict[str, Any]:
-    from transforms.pipeline import stage_classify
+    from pipeline import classify as stage
 
-    return stage_classify(partner_id, run_id)
+    return stage.run(_ctx(partner_id, run_id))
 
 
 @task
@@ -50,9 +57,9 @@ def batches(classified: dict[str, Any], kind: str) -> list[int]:
 
 @task(max_active_tis_per_dagrun=4)
 def deidentify(partner_id: str, batch: int, run_id: str | None = None) -> dict[str, Any]:
-    from transforms.pipeline import stage_deidentify
+    from pipeline import deidentify as stage
 
-    return stage_deidentify(partner_id, run_id, batch)
+    return stage.run(_ctx(partner_id, run_id), batch)
 
 
 @task(trigger_rule="none_failed")  # also when there was no DICOM batch (skipped mapped task)
@@ -62,35 +69,36 @@ def dicom_done() -> None:
 
 @task(max_active_tis_per_dagrun=4)
 def reports(partner_id: str, batch: int, run_id: str | None = None) -> dict[str, Any]:
-    from transforms.pipeline import stage_reports
+    from pipeline import reports as stage
 
-    return stage_reports(partner_id, run_id, batch)
+    return stage.run(_ctx(partner_id, run_id), batch)
 
 
 @task(trigger_rule="none_failed")  # runs when a run has no reports (skipped mapped task)
 def build_tables(partner_id: str, run_id: str | None = None) -> dict[str, Any]:
-    from transforms.pipeline import stage_build_tables
+    from pipeline import tables as stage
 
-    return stage_build_tables(partner_id, run_id)
+    return stage.run(_ctx(partner_id, run_id))
 
 
 @task
 def validate(partner_id: str, run_id: str | None = None) -> dict[str, Any]:
-    from transforms.pipeline import GateFailed, stage_validate
+    from pipeline import validate as stage
 
     try:
-        return stage_validate(partner_id, run_id)
-    except GateFailed as exc:
+        return stage.run(_ctx(partner_id, run_id))
+    except stage.GateFailed as exc:
         raise AirflowFailException(str(exc)) from exc
 
 
 def publish_task(region: str, partner_id: str):  # noqa: ANN201
     @task(task_id="publish", outlets=[published_asset(region, partner_id)])
     def publish(partner_id: str, run_id: str | None = None) -> dict[str, Any]:
-        from transforms.pipeline import LedgerMismatch, stage_publish
+        from pipeline import publish as stage
+        from pipeline.ledger import LedgerMismatch
 
         try:
-            return stage_publish(partner_id, run_id)
+            return stage.run(_ctx(partner_id, run_id))
         except LedgerMismatch as exc:
             raise AirflowFailException(str(exc)) from exc
 
@@ -99,6 +107,6 @@ def publish_task(region: str, partner_id: str):  # noqa: ANN201
 
 @task
 def cleanup(partner_id: str, run_id: str | None = None) -> dict[str, Any]:
-    from transforms.pipeline import stage_cleanup
+    from pipeline import cleanup as stage
 
-    return stage_cleanup(partner_id, run_id)
+    return stage.run(_ctx(partner_id, run_id))

@@ -1,6 +1,6 @@
 """``make demo``: sample partners -> their Airflow DAGs -> published Parquet -> search.
 
-1. generates two partners' files (``sta synth``) into the data root's ``incoming/``;
+1. generates two partners' files (``python -m synth``) into the data root's ``incoming/``;
 2. runs each partner's ``ingest_<id>`` DAG through Airflow (``dag.test()``),
    printing task progress as Airflow records it;
 3. prints, per partner, files pulled / published / quarantined (by reason),
@@ -44,11 +44,12 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=7)
     args = ap.parse_args()
 
-    from sta.airflow_run import configure_env
+    from synth.airflow_run import configure_env
 
     configure_env(str(ROOT))
     _secret_key()
-    from sta.config import data_root, load_partners
+    from foundation.partners import load_partners
+    from foundation.paths import data_root
 
     base = data_root()
     incoming = base / "incoming"
@@ -56,7 +57,7 @@ def main() -> int:
     t0 = time.perf_counter()
     if not incoming.exists():
         say(f"[1/4] generating sample data: {args.patients} patients, seed {args.seed} -> {incoming}")
-        from sta.synth import generate
+        from synth import generate
 
         summary = generate(incoming, args.patients, args.seed, progress=lambda m: say(f"  {m}"))
         say(f"  {summary.get('dicom_files')} DICOM files, {summary.get('reports')} reports, "
@@ -65,17 +66,17 @@ def main() -> int:
         say(f"[1/4] sample data already in {incoming} (make clean-data to regenerate)")
 
     say("[2/4] preparing Airflow metadata DB (SQLite) ...")
-    from sta.airflow_run import ensure_db, run_dag
+    from synth.airflow_run import ensure_db, run_dag
 
     ensure_db()
     say(f"[3/4] running partner DAGs through Airflow ({len(partners)} partners)")
-    from transforms.pipeline import ledger_summary
+    from pipeline.ledger import latest_ledger
 
     results = []
     for partner in partners:
         say(f"- {partner.dag_id} (queue {partner.queue}, region {partner.region})")
         run = run_dag(partner.dag_id, progress=say)
-        ledger = ledger_summary(partner.id) if run.state == "success" else {}
+        ledger = latest_ledger(partner.root()) if run.state == "success" else {}
         results.append((partner, run, ledger))
         say(f"  => {run.state} in {run.seconds:.1f}s")
 
@@ -112,7 +113,7 @@ def main() -> int:
 
 
 def _link_and_search(partners, say) -> None:  # noqa: ANN001
-    from sta.airflow_run import get_dag, run_dag
+    from synth.airflow_run import get_dag, run_dag
 
     regions = sorted({p.region for p in partners})
     for region in regions:
@@ -124,7 +125,7 @@ def _link_and_search(partners, say) -> None:  # noqa: ANN001
             return
         run = run_dag(dag_id)
         say(f"  {dag_id}: {run.state} in {run.seconds:.1f}s")
-    from sta.config import data_root
+    from foundation.paths import data_root
     from sta.query import StoreSet, StudyFilters, linked_patients, patient_timeline, search_studies
 
     stores = StoreSet.discover(data_root())

@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # noqa: BLE001 - one clear line for the user, not a traceback
-        from sta.config import ConfigError
+        from foundation.partners import ConfigError
 
         if isinstance(exc, (ConfigError, FileNotFoundError, PermissionError, ValueError)):
             print(f"sta {args.command}: error: {exc}", file=sys.stderr)

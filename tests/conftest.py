@@ -49,3 +49,50 @@ def airflow_db() -> None:
     from airflow.utils import db
 
     db.initdb()
+
+
+# -- real servers on loopback, started once per session when a test asks --------------
+# Imported lazily: a test run that needs no SFTP server never imports asyncssh.
+@pytest.fixture(scope="session")
+def sftp_server():  # noqa: ANN201
+    from support.sftp import SFTPServer
+
+    srv = SFTPServer()
+    try:
+        yield srv
+    finally:
+        srv.close()
+
+
+@pytest.fixture(scope="session")
+def s3_server():  # noqa: ANN201
+    from support.s3 import start_s3_server
+
+    srv, moto = start_s3_server()
+    try:
+        yield srv
+    finally:
+        srv.proxy.close()
+        moto.stop()
+
+
+@pytest.fixture(scope="session")
+def drive_server():  # noqa: ANN201
+    from support.gdrive import DriveFake
+
+    d = DriveFake()
+    try:
+        yield d
+    finally:
+        d.httpd.shutdown()
+
+
+@pytest.fixture(scope="session")
+def dropbox_server():  # noqa: ANN201
+    from support.dropbox import DropboxFake
+
+    d = DropboxFake()
+    try:
+        yield d
+    finally:
+        d.httpd.shutdown()

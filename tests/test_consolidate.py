@@ -12,8 +12,8 @@ import pytest
 
 from sta.query import StoreSet, patient_timeline
 from transforms.consolidate import ConsolidationError, consolidate_region, store_path
-from transforms.schema import TABLES
-from transforms.store_demo import DEMO_PARTNERS, build_demo_rows, demo_token, write_demo_partners, write_partner
+from foundation.schema import TABLES
+from synth.store_demo import DEMO_PARTNERS, build_demo_rows, demo_token, write_demo_partners, write_partner
 from transforms.thumbnails import make_thumbnail
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sta.config import PARTNERS_DIR, ConfigError, load_partner, load_partners
+from foundation.partners import PARTNERS_DIR, ConfigError, load_partner, load_partners
 
 pytestmark = pytest.mark.dag
 

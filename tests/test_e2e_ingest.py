@@ -17,7 +17,9 @@ import pyarrow.parquet as pq
 import pydicom
 import pytest
 
-from sta.config import data_root, load_partners
+from foundation.partners import load_partners
+
+from foundation.paths import data_root
 
 pytestmark = pytest.mark.dag
 
@@ -47,8 +49,8 @@ def find(terms: set[str], text: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def ingested(airflow_db, session_dir):
-    from sta.airflow_run import run_dag
-    from sta.synth import generate
+    from synth.airflow_run import run_dag
+    from synth import generate
 
     incoming = data_root() / "incoming"
     summary = generate(incoming, 5, 11)
@@ -171,7 +173,7 @@ def test_reports_are_linked_scrubbed_and_published(ingested):
 
 
 def test_rerunning_publishes_no_duplicates(ingested):
-    from sta.airflow_run import run_dag
+    from synth.airflow_run import run_dag
 
     partner = load_partners()[0]
     before = {t.stem: pq.read_table(t).num_rows for t in partner.root().parquet.glob("*.parquet")}
@@ -194,7 +196,7 @@ def test_landing_is_empty_after_a_successful_run(ingested):
 
 def test_linking_dags_give_one_timeline_across_partners(ingested):
     """The regions' link DAGs (run by Airflow) consolidate; a shared patient's timeline spans both partners."""
-    from sta.airflow_run import run_dag
+    from synth.airflow_run import run_dag
     from sta.query import StoreSet, linked_patients, patient_timeline
 
     regions = sorted({p.region for p in load_partners()})

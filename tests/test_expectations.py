@@ -1,6 +1,6 @@
 """The publication gate (``expectations``): GX suites over a run's tables.
 
-Each test builds a small valid run (every table of ``transforms.schema``),
+Each test builds a small valid run (every table of ``foundation.schema``),
 breaks one thing the way a buggy stage would, and checks that the gate refuses
 the run with a line naming the table and column. GX is imported once per
 session (5-8 s); each validation then takes 1-3 s.
@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from expectations.gate import GateFailed, GateResult, validate_parquet_dir, validate_tables
-from transforms.schema import TABLES
+from foundation.schema import TABLES
 
 PROJECT = Path(__file__).resolve().parent.parent
 PARTNER, REGION = "clinica_andes", "co"
@@ -241,7 +241,7 @@ def test_schema_drift_is_reported_per_column(run: dict[str, pa.Table]) -> None:
     assert sorted(result.failures) == sorted(
         [
             "labels.confidence: type string, expected float",
-            "patients: columns not in transforms.schema: patient_name",
+            "patients: columns not in foundation.schema: patient_name",
             "studies.age_at_study: column missing",
             "reports.text_scrubbed: 1 null value",
         ]

@@ -8,12 +8,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from sta.config import PartnerRoot
+from foundation.paths import PartnerRoot
 from transforms.body_region import body_region
 from transforms.classify import Kind, classify
 from transforms.labels import label_text
 from transforms.parquet_store import merge_table
-from transforms.quarantine import Reason, quarantine_file, read_reason
+from foundation.quarantine import Reason, quarantine_file, read_reason
 
 
 def test_classify_by_content_then_name(tmp_path):
@@ -77,8 +77,8 @@ def test_partner_root_refuses_paths_outside_it(tmp_path):
 
 
 def test_ledger_refuses_to_publish_when_a_file_is_unaccounted(tmp_path, monkeypatch):
-    from sta.config import PartnerConfig
-    from transforms.pipeline import LedgerMismatch, build_ledger
+    from foundation.partners import PartnerConfig
+    from pipeline.ledger import LedgerMismatch, build_ledger
 
     partner = PartnerConfig.model_validate({"id": "p1", "name": "P", "country": "co", "region": "co",
                                             "source": {"type": "folder", "path": "x"}})

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from sta.config import PartnerConfig, PartnerRoot
+from foundation.partners import PartnerConfig
+
+from foundation.paths import PartnerRoot
 from transforms.pull import cleanup_landing, pull_partner
 from transforms.sources.folder import FolderSource
 from transforms.sources.safepath import TEMP_PREFIX, safe_relpath

@@ -7,8 +7,8 @@ import os
 import time
 
 import pytest
-from servers.dropbox import content_hash, dropbox_server  # noqa: F401
-from servers.helpers import landing_files, make_partner, make_root, resolver
+from support.dropbox import content_hash
+from support.helpers import landing_files, make_partner, make_root, resolver
 
 from transforms.pull import cleanup_landing, pull_partner
 from transforms.sources.base import ConnectionNotFound, DropboxContentHasher

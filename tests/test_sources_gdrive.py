@@ -7,8 +7,7 @@ import os
 import time
 
 import pytest
-from servers.gdrive import drive_server  # noqa: F401
-from servers.helpers import landing_files, make_partner, make_root, resolver
+from support.helpers import landing_files, make_partner, make_root, resolver
 
 from transforms.pull import cleanup_landing, pull_partner
 from transforms.sources.base import ConnectionNotFound

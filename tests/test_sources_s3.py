@@ -7,8 +7,7 @@ import hashlib
 import os
 
 import pytest
-from servers.helpers import landing_files, make_partner, make_root, resolver
-from servers.s3 import s3_server  # noqa: F401
+from support.helpers import landing_files, make_partner, make_root, resolver
 
 from transforms.pull import cleanup_landing, pull_partner
 from transforms.sources.base import ConnectionNotFound

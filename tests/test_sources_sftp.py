@@ -8,8 +8,7 @@ import time
 import uuid
 
 import pytest
-from servers.helpers import landing_files, make_partner, make_root, resolver
-from servers.sftp import sftp_server  # noqa: F401
+from support.helpers import landing_files, make_partner, make_root, resolver
 
 from transforms.pull import cleanup_landing, pull_partner
 from transforms.sources.base import ConnectionNotFound

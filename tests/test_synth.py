@@ -17,8 +17,8 @@ import pydicom
 import pytest
 from pypdf import PdfReader
 
-from sta.synth import generate
-from sta.synth.people import cpf_check_digits
+from synth import generate
+from synth.people import cpf_check_digits
 
 N = 8
 SEED = 20260
@@ -30,7 +30,7 @@ def trees(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict, d
     a = tmp_path_factory.mktemp("synth_a")
     b = tmp_path_factory.mktemp("synth_b")
     sa = generate(a, N, SEED)
-    code = ("import json, sys; from pathlib import Path; from sta.synth import generate; "
+    code = ("import json, sys; from pathlib import Path; from synth import generate; "
             f"print(json.dumps(generate(Path(sys.argv[1]), {N}, {SEED})))")
     env = dict(os.environ, PYTHONHASHSEED="4242")
     proc = subprocess.run([sys.executable, "-c", code, str(b)], cwd=Path(__file__).resolve().parent.parent,
@@ -291,7 +291,7 @@ def test_export_layout(tree: Path, truth: dict) -> None:
 def test_addresses_fit_dicom_lo() -> None:
     import random
 
-    from sta.synth.people import _address
+    from synth.people import _address
 
     r = random.Random(5)
     for country in ("co", "br"):

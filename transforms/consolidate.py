@@ -1,7 +1,7 @@
 """Patient-token linking: merge a region's partner Parquet into its store.
 
 Every partner DAG publishes ``<data>/<region>/partners/<id>/parquet/<table>.parquet``
-(``transforms.schema``). This module loads all of a region's partners into
+(``foundation.schema``). This module loads all of a region's partners into
 ``<data>/<region>/store/consolidated.duckdb``. Linking itself needs no
 matching step: patient tokens are keyed HMACs computed by the same key at
 every partner, so the same person already carries the same token everywhere;
@@ -41,7 +41,7 @@ from typing import Any, Iterator
 
 import duckdb
 
-from transforms.schema import TABLES
+from foundation.schema import TABLES
 from transforms.store_schema import LAYOUT_VERSION, create_tables, rebuild_search
 
 log = logging.getLogger(__name__)

@@ -65,7 +65,8 @@ from transforms.sources.safepath import TEMP_PREFIX, safe_relpath
 from transforms.sync_state import SyncState
 
 if TYPE_CHECKING:
-    from sta.config import PartnerConfig, PartnerRoot
+    from foundation.partners import PartnerConfig
+    from foundation.paths import PartnerRoot
 
 __all__ = [
     "ConnectionInfo",

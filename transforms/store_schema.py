@@ -1,6 +1,6 @@
 """Layout of a region's consolidated store (one DuckDB file per region).
 
-The store holds the six published tables of ``transforms.schema`` exactly as
+The store holds the six published tables of ``foundation.schema`` exactly as
 the partners published them (so a partner's rows can be replaced by
 ``partner_id`` alone), plus three tables of its own:
 
@@ -29,7 +29,7 @@ from __future__ import annotations
 import duckdb
 import pyarrow as pa
 
-from transforms.schema import TABLES
+from foundation.schema import TABLES
 
 LAYOUT_VERSION = "4"
 
@@ -71,7 +71,7 @@ def create_tables(con: duckdb.DuckDBPyConnection, region: str) -> None:
     """Create every table of the layout if missing and record the region.
 
     The six published tables take their columns from the Arrow schemas, so a
-    column added to ``transforms.schema`` shows up here without a second list.
+    column added to ``foundation.schema`` shows up here without a second list.
     """
     for name, schema in TABLES.items():
         empty = pa.Table.from_batches([], schema=schema)  # noqa: F841 - read by DuckDB below

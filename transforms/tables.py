@@ -1,4 +1,4 @@
-"""From per-file rows to the published tables of one run (schemas in transforms/schema.py)."""
+"""From per-file rows to the published tables of one run (schemas in foundation/schema.py)."""
 
 from __future__ import annotations
 
@@ -11,41 +11,42 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from anonymization.keys import Keyring
-from anonymization.profiles import load_profile
-from sta.config import PartnerConfig
+from foundation.partners import PartnerConfig
+from foundation.paths import RunFolder
+from foundation.profiles import Profile
 from transforms.body_region import body_region
 from transforms.labels import label_text
-from transforms.schema import TABLES
+from foundation.schema import TABLES
 
 NON_IMAGE_MODALITIES = {"SR", "PR", "KO", "DOC", "REG", "SEG", "RTSTRUCT", "RTPLAN"}
 
 
-def _rows(work: Path, prefix: str) -> list[dict[str, Any]]:
-    files = sorted((work / "rows").glob(f"{prefix}-*.parquet")) if (work / "rows").exists() else []
+def _rows(work: RunFolder, kind: str) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
-    for f in files:
+    for f in work.rows_files(kind):
         out.extend(pq.read_table(f).to_pylist())
     return out
 
 
-def _thumbnail(work: Path, series_uid: str, staged_path: str) -> str | None:
+def _thumbnail(work: RunFolder, series_uid: str, staged_path: str) -> str | None:
     try:
         from transforms.thumbnails import make_thumbnail
     except ImportError:
         return None
-    target = work / "thumbnails" / f"{series_uid}.png"
+    target = work.thumbnail(series_uid)
     target.parent.mkdir(exist_ok=True)
     try:
-        made = make_thumbnail(work / "staged_dicom" / staged_path, target)
+        made = make_thumbnail(work.staged_dicom / staged_path, target)
     except Exception:  # noqa: BLE001 - a thumbnail is a convenience, never a reason to fail a run
         return None
     return f"thumbnails/{Path(made).name}" if made else None
 
 
-def build_tables(partner: PartnerConfig, work: Path) -> dict[str, pa.Table]:
+def build_tables(partner: PartnerConfig, profile: Profile, work: RunFolder) -> dict[str, pa.Table]:
+    """The six published tables of a run from its per-file rows (ages capped by the profile)."""
     dicom = _rows(work, "dicom")
     reports = _rows(work, "report")
-    cap = load_profile(partner.profile, partner.profile_overrides).age_cap
+    cap = profile.age_cap
 
     instances = [
         {k: r[k] for k in ("sop_uid", "series_uid", "study_uid", "sop_class_uid", "transfer_syntax", "rows",
@@ -125,15 +126,15 @@ def build_tables(partner: PartnerConfig, work: Path) -> dict[str, pa.Table]:
     return {name: pa.Table.from_pylist(rows, schema=TABLES[name]) for name, rows in data.items()}
 
 
-def _write_links(work: Path) -> None:
+def _write_links(work: RunFolder) -> None:
     """Keyed accession -> study, kept in the partner's state for reports arriving later."""
     keyring = Keyring.from_env()
     rows = []
-    for p in sorted((work / "identity").glob("dicom-*.json")):
+    for p in work.identity_files():
         for key, entry in json.loads(p.read_text(encoding="utf-8")).items():
             if key.startswith("study:"):
                 continue
             rows.append({"accession_key": keyring.content_id(key.encode()), "study_uid": entry["study_uid"],
                          "patient_token": entry["patient_token"]})
     if rows:
-        pq.write_table(pa.Table.from_pylist(rows), work / "tables_links.parquet")
+        pq.write_table(pa.Table.from_pylist(rows), work.tables_links)

@@ -31,10 +31,20 @@ import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
-# Tesseract language packs installed by packages.txt.
-TESSERACT_LANGS = {"es": "spa", "pt": "por", "en": "eng"}
+from foundation.ocr import (  # noqa: F401 - re-exported: callers read them from here
+    MAX_OCR_SIDE,
+    OCR_TIMEOUT,
+    TESSERACT_LANGS,
+    ExtractionError,
+    Word,
+    ocr_image,
+    prepare_for_ocr,
+    tesseract_lang,
+    words_to_text,
+)
+
 LANGUAGES = ("es", "pt", "en")
 
 TEXT_SUFFIXES = {".txt", ".text"}
@@ -46,43 +56,8 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".we
 MIN_LAYER_CHARS = 20
 #: Default page limit: a 500-page "report" is a misfiled document, not a report.
 DEFAULT_MAX_PAGES = int(os.environ.get("STA_MAX_REPORT_PAGES", "100"))
-#: Largest side (pixels) fed to Tesseract; phone photos are downscaled to this.
-MAX_OCR_SIDE = 3500
 #: Render resolution for PDF pages that need OCR.
 RENDER_DPI = 300
-#: Seconds one tesseract call may take before the page is given up.
-OCR_TIMEOUT = float(os.environ.get("STA_OCR_TIMEOUT", "180"))
-
-
-class ExtractionError(Exception):
-    """A report file that cannot be turned into text.
-
-    ``reason_code`` is stable and machine-readable (it lands in the
-    quarantine ``.reason.json``); ``message`` is for people.
-    """
-
-    def __init__(self, reason_code: str, message: str) -> None:
-        super().__init__(f"{reason_code}: {message}")
-        self.reason_code = reason_code
-        self.message = message
-
-
-@dataclass(frozen=True)
-class Word:
-    """One OCR'd word with its box in the pixel space of its page image."""
-
-    text: str
-    left: int
-    top: int
-    width: int
-    height: int
-    conf: float
-    page: int = 0
-    line: tuple[int, int, int] = (0, 0, 0)  # (block, paragraph, line) inside the page
-
-    @property
-    def box(self) -> tuple[int, int, int, int]:
-        return (self.left, self.top, self.left + self.width, self.top + self.height)
 
 
 @dataclass
@@ -218,91 +193,6 @@ def rtf_to_text(raw: str) -> str:
 # --------------------------------------------------------------------------
 
 
-def tesseract_lang(language: str | None) -> str | None:
-    """Tesseract ``-l`` value for a known language; None: detect from the first page."""
-    if language in TESSERACT_LANGS:
-        return TESSERACT_LANGS[language]  # type: ignore[index]
-    return None
-
-
-def _prepare_for_ocr(img):  # PIL.Image -> PIL.Image
-    from PIL import Image, ImageOps
-
-    img = ImageOps.exif_transpose(img)
-    if img.mode not in ("L", "RGB"):
-        img = img.convert("RGB")
-    if img.mode != "L":
-        img = img.convert("L")
-    side = max(img.size)
-    if side > MAX_OCR_SIDE:
-        scale = MAX_OCR_SIDE / side
-        img = img.resize((max(1, int(img.width * scale)), max(1, int(img.height * scale))), Image.LANCZOS)
-    return img
-
-
-def ocr_image(img, lang: str = "spa+por+eng", psm: int = 3, page: int = 0, min_conf: float = -1) -> list[Word]:
-    """OCR one image with Tesseract (one thread) and return its words with boxes.
-
-    ``psm`` 3 (automatic layout) suits report pages; 11 (sparse text) suits
-    annotations burned into medical images.
-    """
-    import pytesseract
-
-    # Tesseract inherits our environment: one OpenMP thread per process.
-    os.environ["OMP_THREAD_LIMIT"] = os.environ.get("OMP_THREAD_LIMIT") or "1"
-    try:
-        data = pytesseract.image_to_data(
-            img, lang=lang, config=f"--psm {psm}", output_type=pytesseract.Output.DICT, timeout=OCR_TIMEOUT
-        )
-    except RuntimeError as exc:  # pytesseract raises RuntimeError on timeout
-        raise ExtractionError("ocr_timeout", f"tesseract took more than {OCR_TIMEOUT:.0f}s on page {page}") from exc
-    except pytesseract.TesseractNotFoundError as exc:
-        raise ExtractionError("ocr_unavailable", "tesseract is not installed (see packages.txt)") from exc
-    except pytesseract.TesseractError as exc:
-        raise ExtractionError("ocr_failed", f"tesseract failed on page {page}: {exc}") from exc
-    words: list[Word] = []
-    for i, text in enumerate(data["text"]):
-        text = (text or "").strip()
-        if not text:
-            continue
-        conf = float(data["conf"][i])
-        if conf < min_conf:
-            continue
-        words.append(
-            Word(
-                text=text,
-                left=int(data["left"][i]),
-                top=int(data["top"][i]),
-                width=int(data["width"][i]),
-                height=int(data["height"][i]),
-                conf=conf,
-                page=page,
-                line=(int(data["block_num"][i]), int(data["par_num"][i]), int(data["line_num"][i])),
-            )
-        )
-    return words
-
-
-def words_to_text(words: Iterable[Word]) -> str:
-    """Rebuild reading-order text from Tesseract words (one line per OCR line)."""
-    lines: list[str] = []
-    current: tuple[int, int, int] | None = None
-    block_par: tuple[int, int] | None = None
-    buf: list[str] = []
-    for w in words:
-        if w.line != current:
-            if buf:
-                lines.append(" ".join(buf))
-                buf = []
-            if block_par is not None and w.line[:2] != block_par:
-                lines.append("")
-            current, block_par = w.line, w.line[:2]
-        buf.append(w.text)
-    if buf:
-        lines.append(" ".join(buf))
-    return "\n".join(lines)
-
-
 def _ocr_pages(images: Sequence, lang: str | None, page_numbers: Sequence[int]) -> list[list[Word]]:
     """OCR several page images side by side, one tesseract process each.
 
@@ -315,7 +205,7 @@ def _ocr_pages(images: Sequence, lang: str | None, page_numbers: Sequence[int]) 
     if lang is None:
         if not images:
             return []
-        first_img = _prepare_for_ocr(images[0])
+        first_img = prepare_for_ocr(images[0])
         first = ocr_image(first_img, lang="spa", page=page_numbers[0])
         detected = detect_language(words_to_text(first), default="es")
         lang = TESSERACT_LANGS[detected]
@@ -323,7 +213,7 @@ def _ocr_pages(images: Sequence, lang: str | None, page_numbers: Sequence[int]) 
             first = ocr_image(first_img, lang=lang, page=page_numbers[0])
         return [first] + (_ocr_pages(images[1:], lang, page_numbers[1:]) if len(images) > 1 else [])
     workers = max(1, min(len(images), os.cpu_count() or 1))
-    prepared = [_prepare_for_ocr(im) for im in images]
+    prepared = [prepare_for_ocr(im) for im in images]
     if workers == 1:
         return [ocr_image(im, lang=lang, page=p) for im, p in zip(prepared, page_numbers)]
     with ThreadPoolExecutor(max_workers=workers) as pool:

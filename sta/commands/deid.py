@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from anonymization.batch import DeidSettings, deidentify_tree
     from anonymization.keys import MissingKeyError
-    from anonymization.profiles import load_profile
+    from foundation.profiles import load_profile
 
     if not args.input_dir.is_dir():
         raise FileNotFoundError(f"input folder {args.input_dir} does not exist")

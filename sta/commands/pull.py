@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sta.config import get_partner
+    from foundation.partners import get_partner
     from transforms.pull import pull_partner
     from transforms.sources.base import SourceError
 

@@ -21,7 +21,7 @@ from transforms.sources.base import (
 )
 
 if TYPE_CHECKING:
-    from sta.config import PartnerConfig
+    from foundation.partners import PartnerConfig
 
 __all__ = [
     "ConnectionInfo",

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import socket
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 
-import pytest
 
-from servers.faultproxy import FaultProxy
+from support.faultproxy import FaultProxy
 
 
 def free_port() -> int:
@@ -56,13 +54,3 @@ def start_s3_server() -> tuple[S3Server, object]:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     return S3Server(f"http://127.0.0.1:{port}", FaultProxy("127.0.0.1", port)), server
-
-
-@pytest.fixture(scope="session")
-def s3_server() -> Iterator[S3Server]:
-    srv, moto = start_s3_server()
-    try:
-        yield srv
-    finally:
-        srv.proxy.close()
-        moto.stop()

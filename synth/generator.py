@@ -112,7 +112,7 @@ class _Run:
                 self.by_modality[m].append(proto)
         self.truth = TruthWriter(out, {
             "schema_version": SCHEMA_VERSION,
-            "generator": "sta.synth",
+            "generator": "synth",
             "seed": seed,
             "n_patients": n,
             "faults_enabled": faults,

@@ -22,13 +22,11 @@ import json
 import socket
 import ssl
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import pytest
 
-from servers.tls import make_ca_and_cert
+from support.tls import make_ca_and_cert
 
 TOKEN = "sl.test-dropbox-token"
 
@@ -258,13 +256,5 @@ class _ApiHandler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
-@pytest.fixture(scope="session")
-def dropbox_server() -> Iterator[DropboxFake]:
-    d = DropboxFake()
-    try:
-        yield d
-    finally:
-        d.httpd.shutdown()
 
-
-__all__ = ["DropboxFake", "content_hash", "dropbox_server"]
+__all__ = ["DropboxFake", "content_hash"]

@@ -99,6 +99,45 @@ LABELS = pa.schema(
     ]
 )
 
+# One row per de-identified DICOM file, written by the deidentify stage into
+# the run folder (``rows/dicom-NNNNN.parquet``) and read by the tables stage.
+# The fields are those of ``anonymization.dicom_deid.DeidResult`` (same names)
+# plus ``path``, the staged file relative to ``staged_dicom/``.
+DICOM_ROW = pa.schema(
+    [
+        ("sop_uid", pa.string()),
+        ("series_uid", pa.string()),
+        ("study_uid", pa.string()),
+        ("sop_class_uid", pa.string()),
+        ("transfer_syntax", pa.string()),
+        ("path", pa.string()),
+        ("rows", pa.int32()),
+        ("cols", pa.int32()),
+        ("frames", pa.int32()),
+        ("size_bytes", pa.int64()),
+        ("sha256", pa.string()),
+        ("pixels_modified", pa.bool_()),
+        ("patient_token", pa.string()),
+        ("modality", pa.string()),
+        ("body_part", pa.string()),
+        ("study_date_shifted", pa.date32()),
+        ("study_description", pa.string()),
+        ("series_description", pa.string()),
+        ("series_number", pa.int32()),
+        ("age", pa.int32()),
+        ("sex", pa.string()),
+        ("birth_year", pa.int32()),
+        ("manufacturer", pa.string()),
+        ("manufacturer_model", pa.string()),
+    ]
+)
+
+
+def dicom_row(result: object, path: str) -> dict:
+    """The DICOM row of a de-identification result (any object with DICOM_ROW's attributes)."""
+    return {name: (path if name == "path" else getattr(result, name)) for name in DICOM_ROW.names}
+
+
 TABLES: dict[str, pa.Schema] = {
     "patients": PATIENTS,
     "studies": STUDIES,

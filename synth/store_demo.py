@@ -2,7 +2,7 @@
 
 Three partners in two regions (``co_hospital_norte`` and ``co_clinica_sur``
 in ``co``, ``br_hospital_sp`` in ``br``) publish the tables of
-``transforms.schema`` as the partner DAGs do. Some patients are seen at
+``foundation.schema`` as the partner DAGs do. Some patients are seen at
 several partners and in both regions, with the same token, which is what
 linking has to bring together. Reports mix Spanish, Portuguese and English
 with and without accents so that accent-insensitive search is exercised.
@@ -22,7 +22,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from transforms.schema import TABLES
+from foundation.schema import TABLES
 
 DEMO_PARTNERS = [
     ("co", "co", "co_hospital_norte", ["es", "es", "en"]),

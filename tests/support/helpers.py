@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sta.config import PartnerConfig, PartnerRoot
+from foundation.partners import PartnerConfig
+
+from foundation.paths import PartnerRoot
 
 
 def make_partner(pid: str, **source) -> PartnerConfig:

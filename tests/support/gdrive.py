@@ -18,12 +18,10 @@ import itertools
 import json
 import re
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-import pytest
 
 TOKEN = "ya29.test-access-token"
 FOLDER = "application/vnd.google-apps.folder"
@@ -252,12 +250,3 @@ class _Handler(BaseHTTPRequestHandler):
 
 def start_drive() -> DriveFake:
     return DriveFake()
-
-
-@pytest.fixture(scope="session")
-def drive_server() -> Iterator[DriveFake]:
-    d = DriveFake()
-    try:
-        yield d
-    finally:
-        d.httpd.shutdown()

@@ -4,7 +4,7 @@ A protocol fixes the modality, body part, series layout and the possible
 findings; each finding has report text in Spanish, Portuguese and English
 plus the labels a labeller should recover from it (``{"finding": ...}``,
 ``{"birads": "2"}``). ``body_region`` uses the vocabulary of
-``transforms.schema.STUDIES``.
+``foundation.schema.STUDIES``.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Every entity (a patient, a study, a series, an image) draws from its own
 generator, derived from the run seed and the entity's path with a hash. A
 patient therefore looks the same whether the run has 5 or 100,000 patients,
 and nothing leaks between entities through a shared generator state. No wall
-clock and no process-global ``random`` are used anywhere in ``sta.synth``.
+clock and no process-global ``random`` are used anywhere in ``synth``.
 """
 
 from __future__ import annotations

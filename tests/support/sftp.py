@@ -11,11 +11,9 @@ import asyncio
 import os
 import tempfile
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import asyncssh
-import pytest
 
 USER, PASSWORD = "hospital", "s3cret-pass"
 
@@ -108,12 +106,3 @@ class SFTPServer:
         finally:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(5)
-
-
-@pytest.fixture(scope="session")
-def sftp_server() -> Iterator[SFTPServer]:
-    srv = SFTPServer()
-    try:
-        yield srv
-    finally:
-        srv.close()

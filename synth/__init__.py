@@ -1,4 +1,4 @@
-"""Synthetic partner exports with planted PHI and a ground-truth file (``sta synth``).
+"""Synthetic partner exports with planted PHI and a ground-truth file (``python -m synth``).
 
 Two partners (``clinica_andes_co``, ``hospital_paulista_br``) get realistic
 hospital export trees: multi-series DICOM studies (CT, MR, US, MG, CR, DX)

@@ -1,4 +1,8 @@
-"""``sta synth OUT --patients N --seed S`` and ``sta synth OUT --studies N --metadata-only``."""
+"""``python -m synth OUT --patients N --seed S`` and ``python -m synth OUT --studies N --metadata-only``.
+
+Sample data for the demo, tests and benchmarks; not part of the product
+(``sta`` has no generator command).
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,9 @@ import sys
 from pathlib import Path
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("synth", help="generate sample partner data (DICOM, reports, truth.json)")
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m synth",
+                                description="generate sample partner data (DICOM, reports, truth.json)")
     p.add_argument("out", type=Path)
     p.add_argument("--patients", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
@@ -18,19 +23,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--metadata-only", action="store_true",
                    help="write a consolidated store of generated studies without pixel data")
     p.add_argument("--quiet", action="store_true")
-    p.set_defaults(func=run)
-
-
-def run(args: argparse.Namespace) -> int:
+    args = p.parse_args(argv)
     if args.metadata_only:
-        from sta.store_synth import generate_store
+        from synth.store import generate_store
 
         path = generate_store(args.out, args.studies or 1000, seed=args.seed)
         print(json.dumps({"store": str(path), "studies": args.studies or 1000}))
         return 0
-    from sta.synth import generate
+    from synth.generator import generate
 
     progress = None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     summary = generate(args.out, args.patients, args.seed, faults=not args.no_faults, progress=progress)
     print(json.dumps(summary, indent=2, default=str))
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
