@@ -10,11 +10,13 @@ own workers (docker-compose.yaml).
 from __future__ import annotations
 
 import os
-from datetime import datetime, timedelta
+from datetime import timedelta
 
+import pendulum
 from airflow.sdk import DAG
 
 from operators import partner_tasks as t
+from operators.placement import partner_task_defaults
 from foundation.partners import load_partners
 
 # Two minutes in production; the demo and tests set it to seconds.
@@ -26,7 +28,7 @@ def build_dag(partner) -> DAG:  # noqa: ANN001
         dag_id=partner.dag_id,
         description=f"Ingest {partner.name} ({partner.country}) into its de-identified store",
         schedule=partner.schedule,
-        start_date=datetime(2026, 1, 1),
+        start_date=pendulum.datetime(2026, 1, 1, tz=partner.timezone),  # cron read in the partner's zone
         catchup=False,
         max_active_runs=1,
         tags=["ingest", f"region:{partner.region}", f"partner:{partner.id}"],
@@ -34,8 +36,7 @@ def build_dag(partner) -> DAG:  # noqa: ANN001
             "owner": partner.owner,
             "retries": partner.retries,
             "retry_delay": timedelta(seconds=RETRY_DELAY_SECONDS),
-            "queue": partner.queue,
-            "pool": partner.pool,
+            **partner_task_defaults(partner),
         },
         doc_md=__doc__,
     ) as dag:
@@ -43,10 +44,13 @@ def build_dag(partner) -> DAG:  # noqa: ANN001
         classified = t.classify(pid, t.pull(pid))
         dicom_batches = t.batches.override(task_id="dicom_batches")(classified, "dicom")
         report_batches = t.batches.override(task_id="report_batches")(classified, "report")
-        dicom = t.deidentify.partial(partner_id=pid).expand(batch=dicom_batches)
+        slots = partner.execution.concurrency  # sized to the partner's workers
+        dicom = t.deidentify.override(max_active_tis_per_dagrun=slots).partial(partner_id=pid).expand(
+            batch=dicom_batches)
         joined = t.dicom_done()
         dicom >> joined
-        texts = t.reports.partial(partner_id=pid).expand(batch=report_batches)
+        texts = t.reports.override(max_active_tis_per_dagrun=slots).partial(partner_id=pid).expand(
+            batch=report_batches)
         joined >> texts
         tables = t.build_tables(pid)
         [joined, texts] >> tables
