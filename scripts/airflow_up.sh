@@ -27,41 +27,48 @@ export AIRFLOW_HOME=${AIRFLOW_HOME:-$ROOT/.airflow}
 PIDFILE=$AIRFLOW_HOME/up.pids
 GRACE=${STA_UP_GRACE_SECONDS:-25}
 
-# Every process of the sessions named in the PID file (session id = leader pid).
+# Every live process of the sessions named in the PID file (session id = leader pid).
 session_pids() {  # $@: session ids
   local sids=" $* "
-  ps -e -o pid=,sid= | while read -r pid sid; do
-    [[ "$sids" == *" $sid "* && "$pid" != "$$" ]] && echo "$pid"
+  ps -e -o pid=,sid=,stat= | while read -r pid sid stat; do
+    [[ "$sids" == *" $sid "* && "$pid" != "$$" && "$stat" != Z* ]] && echo "$pid"
   done
   return 0
 }
 
-stop_all() {  # $1: PID file
-  local file=$1 sids=() name pid
-  [ -f "$file" ] || { echo "nothing to stop ($file not found)"; return 0; }
+wait_gone() {  # $1: seconds, rest: session ids; true when none is left
+  local n=$(( $1 * 2 )) i; shift
+  for ((i = 0; i < n; i++)); do
+    [ -z "$(session_pids "$@")" ] && return 0
+    sleep 0.5
+  done
+  [ -z "$(session_pids "$@")" ]
+}
+
+stop_all() {  # $1: PID file. Claimed first (renamed), so `make down` and Ctrl-C don't both stop.
+  local file=$1 claimed="$1.stopping" sids=() name pid left
+  mv "$file" "$claimed" 2>/dev/null || { echo "nothing to stop ($file not found)"; return 0; }
   while read -r name pid; do
     [ -n "${pid:-}" ] || continue
     sids+=("$pid")
+    # standalone stops its components on SIGINT; the search service on SIGTERM
     if [ "$name" = "airflow" ]; then kill -INT "$pid" 2>/dev/null || true; else kill -TERM "$pid" 2>/dev/null || true; fi
-  done < "$file"
-  [ ${#sids[@]} -gt 0 ] || { rm -f "$file"; return 0; }
-  echo "stopping ${#sids[@]} services (sessions ${sids[*]}) ..."
-  local left i
-  for ((i = 0; i < GRACE * 2; i++)); do
-    left=$(session_pids "${sids[@]}")
-    [ -z "$left" ] && break
-    sleep 0.5
-  done
-  left=$(session_pids "${sids[@]}")
-  if [ -n "$left" ]; then
-    echo "still running after ${GRACE}s, sending SIGTERM: $(echo $left)"
-    kill -TERM $left 2>/dev/null || true
-    for ((i = 0; i < 10; i++)); do
-      left=$(session_pids "${sids[@]}"); [ -z "$left" ] && break; sleep 0.5
-    done
-    [ -n "$left" ] && { echo "SIGKILL: $(echo $left)"; kill -KILL $left 2>/dev/null || true; }
+  done < "$claimed"
+  if [ ${#sids[@]} -gt 0 ]; then
+    echo "stopping services (sessions ${sids[*]}) ..."
+    # Every component (scheduler, dag-processor, api-server, triggerer, workers,
+    # running tasks) handles SIGTERM itself: tell them all, not only standalone.
+    if ! wait_gone 2 "${sids[@]}"; then
+      left=$(session_pids "${sids[@]}"); kill -TERM $left 2>/dev/null || true
+      if ! wait_gone "$GRACE" "${sids[@]}"; then
+        left=$(session_pids "${sids[@]}")
+        echo "still running after ${GRACE}s, SIGKILL: $(echo $left)"
+        kill -KILL $left 2>/dev/null || true
+        wait_gone 5 "${sids[@]}" || true
+      fi
+    fi
   fi
-  rm -f "$file"
+  rm -f "$claimed"
   echo "stopped."
 }
 
@@ -137,23 +144,22 @@ airflow db migrate >/dev/null
 # skipped: it must not stop the others.
 airflow dags reserialize >/dev/null 2>&1 || echo "warning: 'airflow dags reserialize' failed; the dag-processor will parse the DAGs" >&2
 "$PY" - <<'PY'
-import os
-from pathlib import Path
 from airflow.models.dag import DagModel
 from airflow.models.pool import Pool
 from airflow.utils.session import create_session
 
-from sta.config import PARTNERS_DIR, ConfigError, load_partner
+from foundation.partners import ConfigError, load_partner
+from foundation.paths import partners_dir
 
-directory = Path(os.environ.get("STA_PARTNERS_DIR") or PARTNERS_DIR)
-for path in sorted(directory.glob("*.yaml")):
+for path in sorted(partners_dir().glob("*.yaml")):
     try:
         p = load_partner(path)
     except ConfigError as exc:
         print(f"  partner file not loaded (its DAG shows as an import error): {exc}")
         continue
-    Pool.create_or_update_pool(p.pool, 4, f"tasks of partner {p.id}", include_deferred=False)
-    print(f"  pool {p.pool}: 4 slots")
+    slots = p.execution.concurrency  # sized to the partner's workers
+    Pool.create_or_update_pool(p.pool, slots, f"tasks of partner {p.id}", include_deferred=False)
+    print(f"  pool {p.pool}: {slots} slots")
 with create_session() as session:
     links = session.query(DagModel).filter(DagModel.dag_id.like("link\\_%", escape="\\")).all()
     for dm in links:
@@ -200,13 +206,13 @@ cat <<MSG
   Stop: Ctrl-C here, or 'make down' from another terminal (PIDs in $PIDFILE).
 
 MSG
-# Wait for the services; if one of them exits by itself, stop the rest.
+# Wait for the services; if Airflow exits by itself, stop the rest; if
+# `make down` claimed the PID file, it does the stopping.
 while :; do
   wait -n || true
   [ "$STOPPING" = 1 ] && break
-  alive=0
-  while read -r _n pid; do kill -0 "$pid" 2>/dev/null && alive=1; done < "$PIDFILE"
-  if [ "$alive" = 0 ] || ! kill -0 "$(awk '$1=="airflow"{print $2}' "$PIDFILE")" 2>/dev/null; then
+  [ -f "$PIDFILE" ] || { echo "stopped by 'make down'"; exit 0; }
+  if ! kill -0 "$(awk '$1=="airflow"{print $2}' "$PIDFILE")" 2>/dev/null; then
     echo "airflow standalone exited; stopping the rest"
     on_signal
   fi
