@@ -9,7 +9,7 @@ A person's *identity* (national document, birth date, sex) is fixed; how a
 hospital *writes* the name is not: :class:`NameForm` renders one person as a
 given hospital spells it (case, accents, order, second surname dropped), which
 is what makes linking across partners need the national ID rather than the
-name.
+name. The name and place lists are data in ``synth/data/people.yaml``.
 """
 
 from __future__ import annotations
@@ -20,58 +20,21 @@ from dataclasses import dataclass, replace
 from datetime import date, timedelta
 
 from .rng import permute, rng
+from .tables import table
 
-CO_GIVEN_M = [
-    "Juan", "José", "Luis", "Carlos", "Andrés", "Jorge", "Camilo", "Santiago", "Sebastián",
-    "Alejandro", "Diego", "Julián", "Óscar", "Hernán", "Édgar", "Germán", "Fabián", "Iván",
-    "Rubén", "Néstor", "Jesús", "Álvaro", "Ramón", "Héctor", "Felipe", "David", "Mauricio",
-]
-CO_GIVEN_F = [
-    "María", "Ana", "Luz", "Marta", "Claudia", "Sandra", "Paola", "Diana", "Natalia", "Lucía",
-    "Ángela", "Mónica", "Verónica", "Yolanda", "Gloria", "Beatriz", "Sofía", "Valentina",
-    "Daniela", "Carolina", "Inés", "Estefanía", "Julieta", "Rocío", "Marleny", "Dora",
-]
-CO_SURNAMES = [
-    "Rodríguez", "Gómez", "González", "Martínez", "García", "López", "Hernández", "Sánchez",
-    "Ramírez", "Pérez", "Díaz", "Muñoz", "Rojas", "Moreno", "Jiménez", "Vargas", "Castro",
-    "Gutiérrez", "Álvarez", "Ruiz", "Ospina", "Londoño", "Restrepo", "Cárdenas", "Zuluaga",
-    "Betancur", "Quiñónez", "Echeverri", "Peña", "Suárez", "Ibáñez", "Orozco", "Agudelo",
-    "Valencia", "Mejía", "Montoya", "Giraldo", "Arango", "Úsuga", "Córdoba",
-]
-BR_GIVEN_M = [
-    "João", "José", "Antônio", "Francisco", "Carlos", "Paulo", "Pedro", "Lucas", "Luiz",
-    "Marcos", "Luís", "Gabriel", "Rafael", "Daniel", "Marcelo", "Bruno", "Eduardo", "Felipe",
-    "Raimundo", "Rodrigo", "Sérgio", "Fábio", "Vinícius", "Otávio", "Thiago", "Gustavo",
-]
-BR_GIVEN_F = [
-    "Maria", "Ana", "Francisca", "Antônia", "Adriana", "Juliana", "Márcia", "Fernanda",
-    "Patrícia", "Aline", "Sandra", "Camila", "Amanda", "Bruna", "Jéssica", "Letícia", "Júlia",
-    "Luciana", "Vanessa", "Mariana", "Gabriela", "Conceição", "Cecília", "Débora", "Aparecida",
-]
-BR_SURNAMES = [
-    "Silva", "Santos", "Oliveira", "Souza", "Rodrigues", "Ferreira", "Alves", "Pereira",
-    "Lima", "Gomes", "Ribeiro", "Carvalho", "Araújo", "Almeida", "Lopes", "Soares",
-    "Fernandes", "Vieira", "Barbosa", "Rocha", "Dias", "Nascimento", "Andrade", "Moreira",
-    "Nunes", "Marques", "Machado", "Mendes", "Freitas", "Cardoso", "Magalhães", "Gonçalves",
-    "Assunção", "Simões", "Brandão", "Conceição",
-]
-BR_PARTICLES = ["da", "dos", "de", "do"]
-
-CO_CITIES = [
-    ("Medellín", "Antioquia", "604"), ("Bogotá D.C.", "", "601"), ("Envigado", "Antioquia", "604"),
-    ("Itagüí", "Antioquia", "604"), ("Bello", "Antioquia", "604"), ("Rionegro", "Antioquia", "604"),
-    ("Cali", "Valle", "602"), ("Manizales", "Caldas", "606"),
-]
-CO_STREETS = ["Calle", "Carrera", "Cra.", "Cl.", "Diagonal", "Transversal", "Avenida"]
-BR_STREETS = [
-    "Rua Augusta", "Av. Paulista", "Rua da Consolação", "Rua Vergueiro", "Av. Faria Lima",
-    "Rua Teodoro Sampaio", "Rua Oscar Freire", "Av. Rebouças", "Rua Domingos de Morais",
-    "Rua Voluntários da Pátria", "Rua Cardeal Arcoverde", "Av. Santo Amaro", "Rua Tuiuti",
-]
-BR_DISTRICTS = ["Consolação", "Bela Vista", "Pinheiros", "Vila Mariana", "Moema", "Santana",
-                "Tatuapé", "Mooca", "Lapa", "Butantã", "Ipiranga"]
-BR_CITIES = [("São Paulo", "SP", "11"), ("Guarulhos", "SP", "11"), ("Osasco", "SP", "11"),
-             ("Santo André", "SP", "11"), ("Campinas", "SP", "19")]
+_CO, _BR = table("people")["co"], table("people")["br"]
+CO_GIVEN_M: list[str] = _CO["given_m"]
+CO_GIVEN_F: list[str] = _CO["given_f"]
+CO_SURNAMES: list[str] = _CO["surnames"]
+BR_GIVEN_M: list[str] = _BR["given_m"]
+BR_GIVEN_F: list[str] = _BR["given_f"]
+BR_SURNAMES: list[str] = _BR["surnames"]
+BR_PARTICLES: list[str] = _BR["particles"]
+CO_CITIES: list[tuple[str, str, str]] = [tuple(c) for c in _CO["cities"]]  # (city, department, phone area)
+CO_STREETS: list[str] = _CO["streets"]
+BR_STREETS: list[str] = _BR["streets"]
+BR_DISTRICTS: list[str] = _BR["districts"]
+BR_CITIES: list[tuple[str, str, str]] = [tuple(c) for c in _BR["cities"]]  # (city, state, DDD)
 
 
 def strip_accents(s: str) -> str:

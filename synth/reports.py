@@ -20,57 +20,11 @@ from fpdf import FPDF
 
 from .model import Study
 from .people import format_cc, format_cpf
+from .tables import table
 
-MONTHS = {
-    "es": ["enero", "febrero", "marzo", "abril", "mayo", "junio", "julio", "agosto", "septiembre",
-           "octubre", "noviembre", "diciembre"],
-    "pt": ["janeiro", "fevereiro", "março", "abril", "maio", "junho", "julho", "agosto", "setembro",
-           "outubro", "novembro", "dezembro"],
-    "en": ["January", "February", "March", "April", "May", "June", "July", "August", "September",
-           "October", "November", "December"],
-}
-
-LABELS = {
-    "es": dict(patient="Paciente", doc="Documento", mrn="Historia clínica", dob="Fecha de nacimiento",
-               age="Edad", years="años", sex="Sexo", address="Dirección", phone="Teléfono",
-               accession="Número de acceso", date="Fecha del estudio", referring="Médico solicitante",
-               institution="Institución", indication="Indicación", technique="Técnica",
-               findings="HALLAZGOS", conclusion="CONCLUSIÓN", report="INFORME DE",
-               prior="Se compara con estudio previo del", signed="Médico radiólogo",
-               service="Servicio de Radiología e Imágenes Diagnósticas"),
-    "pt": dict(patient="Nome", doc="CPF", mrn="Prontuário", dob="Data de nascimento", age="Idade",
-               years="anos", sex="Sexo", address="Endereço", phone="Telefone",
-               accession="Nº de acesso", date="Data do exame", referring="Médico solicitante",
-               institution="Instituição", indication="Indicação clínica", technique="Técnica",
-               findings="ACHADOS", conclusion="IMPRESSÃO DIAGNÓSTICA", report="LAUDO DE",
-               prior="Comparado com exame anterior de", signed="Médico radiologista",
-               service="Serviço de Diagnóstico por Imagem"),
-    "en": dict(patient="Patient", doc="National ID", mrn="MRN", dob="Date of birth", age="Age",
-               years="years", sex="Sex", address="Address", phone="Phone",
-               accession="Accession number", date="Study date", referring="Referring physician",
-               institution="Institution", indication="Clinical indication", technique="Technique",
-               findings="FINDINGS", conclusion="IMPRESSION", report="REPORT:",
-               prior="Compared with the prior study of", signed="Radiologist",
-               service="Department of Radiology"),
-}
-
-TECHNIQUE = {
-    "CT": {"es": "Adquisición helicoidal sin contraste, reconstrucciones de 5 mm.",
-           "pt": "Aquisição helicoidal sem contraste, reconstruções de 5 mm.",
-           "en": "Helical acquisition without contrast, 5 mm reconstructions."},
-    "MR": {"es": "Secuencias multiplanares potenciadas en T1 y T2.",
-           "pt": "Sequências multiplanares ponderadas em T1 e T2.",
-           "en": "Multiplanar T1- and T2-weighted sequences."},
-    "US": {"es": "Ecografía en tiempo real con transductor multifrecuencia.",
-           "pt": "Exame em tempo real com transdutor multifrequencial.",
-           "en": "Real-time sonography with a multifrequency transducer."},
-    "MG": {"es": "Proyecciones craneocaudal y oblicua mediolateral bilaterales.",
-           "pt": "Incidências craniocaudal e médio-lateral oblíqua bilaterais.",
-           "en": "Bilateral craniocaudal and mediolateral oblique views."},
-    "CR": {"es": "Proyecciones estándar.", "pt": "Incidências padrão.", "en": "Standard views."},
-    "DX": {"es": "Proyecciones estándar, equipo digital directo.", "pt": "Incidências padrão, radiologia digital direta.",
-           "en": "Standard views, direct digital radiography."},
-}
+MONTHS: dict[str, list[str]] = table("reports")["months"]
+LABELS: dict[str, dict[str, str]] = table("reports")["labels"]  # header labels per language
+TECHNIQUE: dict[str, dict[str, str]] = table("reports")["technique"]  # modality -> language -> sentence
 
 
 def long_date(d: date, lang: str) -> str:
