@@ -1,45 +1,38 @@
-"""Measure PHI recall of the text scrubber, per PHI type and language.
+"""Measure the text scrubber: per-type recall and precision, and words kept.
 
-Two sources of truth:
+Two measures, on any set of texts with known PHI spans:
 
-* a **generated set**: radiology reports in Spanish (Colombia, Argentina,
-  Chile, Ecuador), Portuguese (Brazil) and English (US) with PHI planted at
-  known offsets -- names from Faker's locale lists (not from the scrubber's
-  gazetteer), national IDs with valid check digits, MRNs, accession numbers,
-  dates in the usual written forms, phones, addresses, e-mails, hospitals.
-  Names also appear in prose without a header ("... la paciente Amparo
-  Arenas refiere ..."), which is where pattern recognizers are weakest.
-* **MEDDOCAN** (Spanish clinical cases with brat annotations, in
-  ``../shared/data/meddocan``) when present.
+* **span recall** -- a PHI value counts as found when every letter/digit of
+  it lies inside some finding of the scrubber;
+* **surface removal** -- the scrubbed text no longer contains the value's
+  surface string (how the held-out check scores ``sta scrub-text`` output);
+* **kept words** -- the share of the words outside every annotated span
+  that are still in the scrubbed text (damage to the report);
+* **precision** per type -- the share of findings that touch an annotated span.
 
-Recall is measured per planted value: a value counts as found when every
-letter/digit of it is covered by some finding of the scrubber. Each set is
-measured twice: *blind* (text only) and *with known values* (the pipeline
-passes the DICOM header values of the linked study: patient name, IDs, birth
-date, address, phone, referring physician, institution).
+Sources of truth: MEDDOCAN (Spanish clinical cases, brat ``.txt``/``.ann``
+pairs; train/dev in ``../shared/data/meddocan``), and the generated es/pt/en
+reports of :mod:`synth.text_reports` (which needs Faker, a test-only
+dependency, so it is not in this package) and the hand-written Portuguese
+and English sets in ``tests/data``.
 
-    .venv/bin/python -m anonymization.text_eval [--n 300] [--meddocan DIR]
+    .venv/bin/python -m anonymization.text_eval ../shared/data/meddocan/dev [--no-ner] [--json]
+    .venv/bin/sta eval-text ../shared/data/meddocan/dev
+    .venv/bin/sta eval-text GOLD_DIR --scrubbed OUT_DIR     # score files already scrubbed by `sta scrub-text`
+
+No dependency beyond the product's own.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
-import random
 import re
+import sys
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-
-MONTHS = {
-    "es": ["enero", "febrero", "marzo", "abril", "mayo", "junio", "julio", "agosto", "septiembre", "octubre", "noviembre", "diciembre"],
-    "pt": ["janeiro", "fevereiro", "março", "abril", "maio", "junho", "julho", "agosto", "setembro", "outubro", "novembro", "dezembro"],
-    "en": ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"],
-}
-LOCALES = {"co": ("es", "es_CO"), "ar": ("es", "es_AR"), "cl": ("es", "es_CL"), "ec": ("es", "es_CO"), "br": ("pt", "pt_BR"), "us": ("en", "en_US")}
-
 
 @dataclass
 class Planted:
@@ -56,236 +49,26 @@ class Sample:
     planted: list[Planted] = field(default_factory=list)
     known: list[str] = field(default_factory=list)
     shift: int = -45
+    name: str = ""
 
 
-class _Builder:
-    """Concatenates text pieces and records where the PHI pieces land."""
+# Types an annotation may carry that the scrubber must NOT remove (labels
+# need them): ages under 90, sex, country, profession, relations ("su
+# madre"), other descriptors, and years alone (HIPAA Safe Harbor keeps them).
+KEPT_TYPES = {"AGE", "SEX", "COUNTRY", "PROFESSION", "RELATIVE", "OTHER", "YEAR"}
 
-    def __init__(self) -> None:
-        self.parts: list[str] = []
-        self.planted: list[Planted] = []
-        self.pos = 0
-
-    def add(self, s: str) -> "_Builder":
-        self.parts.append(s)
-        self.pos += len(s)
-        return self
-
-    def phi(self, typ: str, s: str) -> "_Builder":
-        self.planted.append(Planted(typ, self.pos, self.pos + len(s)))
-        return self.add(s)
-
-    @property
-    def text(self) -> str:
-        return "".join(self.parts)
-
-
-# ------------------------------------------------------------ identifiers
-
-
-def _cpf(rng: random.Random, formatted: bool = True) -> str:
-    d = [rng.randint(0, 9) for _ in range(9)]
-    for n in (9, 10):
-        d.append((sum(d[i] * (n + 1 - i) for i in range(n)) * 10) % 11 % 10)
-    s = "".join(map(str, d))
-    return f"{s[:3]}.{s[3:6]}.{s[6:9]}-{s[9:]}" if formatted else s
-
-
-def _rut(rng: random.Random) -> str:
-    body = rng.randint(5_000_000, 25_000_000)
-    total, factor = 0, 2
-    for c in reversed(str(body)):
-        total += int(c) * factor
-        factor = 2 if factor == 7 else factor + 1
-    r = 11 - total % 11
-    dv = "0" if r == 11 else "K" if r == 10 else str(r)
-    return f"{body:,}".replace(",", ".") + "-" + dv
-
-
-def _ec_cedula(rng: random.Random) -> str:
-    d = [int(c) for c in f"{rng.randint(1, 24):02d}"] + [rng.randint(0, 5)] + [rng.randint(0, 9) for _ in range(6)]
-    total = 0
-    for i, v in enumerate(d):
-        v = v * (2 if i % 2 == 0 else 1)
-        total += v - 9 if v > 9 else v
-    d.append((10 - total % 10) % 10)
-    return "".join(map(str, d))
-
-
-def _cuit(rng: random.Random) -> str:
-    while True:
-        d = [int(c) for c in rng.choice(["20", "27", "23"])] + [rng.randint(0, 9) for _ in range(8)]
-        r = 11 - sum(a * b for a, b in zip(d, [5, 4, 3, 2, 7, 6, 5, 4, 3, 2])) % 11
-        if r == 10:
-            continue
-        d.append(0 if r == 11 else r)
-        s = "".join(map(str, d))
-        return f"{s[:2]}-{s[2:10]}-{s[10]}"
-
-
-def _ssn(rng: random.Random) -> str:
-    return f"{rng.randint(1, 665):03d}-{rng.randint(1, 99):02d}-{rng.randint(1, 9999):04d}"
-
-
-def national_id(country: str, rng: random.Random) -> tuple[str, str]:
-    """(label, number) of a national document of ``country``."""
-    if country == "co":
-        n = rng.randint(10_000_000, 1_100_000_000)
-        return rng.choice(["C.C.", "CC", "Cédula"]), rng.choice([f"{n:,}".replace(",", "."), str(n)])
-    if country == "ar":
-        if rng.random() < 0.5:
-            n = rng.randint(10_000_000, 45_000_000)
-            return "DNI", rng.choice([f"{n:,}".replace(",", "."), str(n)])
-        return "CUIT", _cuit(rng)
-    if country == "cl":
-        return rng.choice(["RUT", "RUN"]), _rut(rng)
-    if country == "ec":
-        return rng.choice(["C.I.", "Cédula"]), _ec_cedula(rng)
-    if country == "br":
-        return "CPF", _cpf(rng, formatted=rng.random() < 0.8)
-    return "SSN", _ssn(rng)
-
-
-def _date_text(d: dt.date, lang: str, rng: random.Random) -> str:
-    style = rng.randint(0, 4)
-    if style == 0:
-        return d.strftime("%d/%m/%Y") if lang != "en" else d.strftime("%m/%d/%Y")
-    if style == 1:
-        return d.strftime("%Y-%m-%d")
-    if style == 2:
-        m = MONTHS[lang][d.month - 1]
-        return f"{m} {d.day}, {d.year}" if lang == "en" else f"{d.day} de {m} de {d.year}"
-    if style == 3:
-        return d.strftime("%d-%m-%Y") if lang != "en" else d.strftime("%m-%d-%Y")
-    return d.strftime("%d/%m/%y") if lang != "en" else d.strftime("%m/%d/%y")
-
-
-def _phone(country: str, rng: random.Random) -> str:
-    r = lambda n: "".join(str(rng.randint(0, 9)) for _ in range(n))  # noqa: E731
-    return {
-        "co": rng.choice([f"+57 3{r(2)} {r(3)} {r(4)}", f"3{r(2)} {r(3)} {r(4)}", f"(601) {r(3)} {r(4)}"]),
-        "ar": rng.choice([f"+54 9 11 {r(4)}-{r(4)}", f"(011) {r(4)}-{r(4)}"]),
-        "cl": rng.choice([f"+56 9 {r(4)} {r(4)}", f"(2) {r(4)} {r(4)}"]),
-        "ec": rng.choice([f"+593 9{r(1)} {r(3)} {r(4)}", f"09{r(1)} {r(3)} {r(4)}"]),
-        "br": rng.choice([f"(11) 9{r(4)}-{r(4)}", f"+55 21 9{r(4)}-{r(4)}", f"(31) {r(4)}-{r(4)}"]),
-        "us": rng.choice([f"({r(3)}) 555-{r(4)}", f"{r(3)}-555-{r(4)}", f"+1 {r(3)} 555 {r(4)}"]),
-    }[country]
-
-
-def _address(country: str, fk, rng: random.Random) -> str:
-    street = fk.last_name()
-    n = rng.randint(1, 2999)
-    return {
-        "co": rng.choice([f"Calle {rng.randint(1, 200)} # {rng.randint(1, 99)}-{rng.randint(1, 99)}", f"Carrera {rng.randint(1, 100)} No. {rng.randint(1, 150)}-{rng.randint(1, 99)}", f"Cra. {rng.randint(1, 100)} #{rng.randint(1, 150)}-{rng.randint(1, 99)}"]),
-        "ar": rng.choice([f"Av. {street} {n}", f"Calle {street} {n}"]),
-        "cl": rng.choice([f"Pasaje {street} {n}", f"Avenida {street} {n}"]),
-        "ec": rng.choice([f"Av. {street} N{rng.randint(10, 80)}-{rng.randint(10, 99)}", f"Calle {street} {n}"]),
-        "br": rng.choice([f"Rua {street}, {n}", f"Avenida {fk.first_name()} {street}, {n}", f"Travessa {street}, {n}"]),
-        "us": rng.choice([f"{n} {street} Street", f"{n} {fk.first_name()} Avenue", f"{n} {street} Rd"]),
-    }[country]
-
-
-HOSPITAL = {
-    "es": ["Hospital {x}", "Clínica {x}", "Hospital Universitario {x}", "Centro Médico {x}", "Sanatorio {x}"],
-    "pt": ["Hospital {x}", "Santa Casa de {x}", "Hospital das Clínicas de {x}", "Clínica {x}"],
-    "en": ["{x} Medical Center", "{x} General Hospital", "Hospital of {x}", "{x} Memorial Hospital"],
+MEDDOCAN_TYPES = {
+    "NOMBRE_SUJETO_ASISTENCIA": "PERSON", "NOMBRE_PERSONAL_SANITARIO": "PERSON", "FAMILIARES_SUJETO_ASISTENCIA": "RELATIVE",
+    "ID_SUJETO_ASISTENCIA": "ID", "ID_ASEGURAMIENTO": "ID", "ID_CONTACTO_ASISTENCIAL": "ID", "ID_TITULACION_PERSONAL_SANITARIO": "ID",
+    "ID_EMPLEO_PERSONAL_SANITARIO": "ID", "IDENTIF_VEHICULOS_NRSERIE_PLACAS": "ID", "IDENTIF_DISPOSITIVOS_NRSERIE": "ID",
+    "IDENTIF_BIOMETRICOS": "ID", "DIRECCION_IP": "ID", "URL_WEB": "URL",
+    "OTRO_NUMERO_IDENTIF": "ID", "FECHAS": "DATE", "NUMERO_TELEFONO": "PHONE", "NUMERO_FAX": "PHONE", "CORREO_ELECTRONICO": "EMAIL",
+    "CALLE": "ADDRESS", "TERRITORIO": "LOCATION", "PAIS": "COUNTRY", "HOSPITAL": "ORGANIZATION", "INSTITUCION": "ORGANIZATION",
+    "CENTRO_SALUD": "ORGANIZATION", "EDAD_SUJETO_ASISTENCIA": "AGE", "SEXO_SUJETO_ASISTENCIA": "SEX", "PROFESION": "PROFESSION",
+    "OTROS_SUJETO_ASISTENCIA": "OTHER",
 }
-LABELS = {
-    "es": dict(patient=["Paciente", "Nombre", "Nombre del paciente", "PACIENTE"], doctor=["Médico solicitante", "Médico tratante", "Remitido por"],
-               sign=["Informado por", "Firmado por", "Médico radiólogo"], dob="Fecha de nacimiento", date="Fecha del estudio", acc=["Nº de acceso", "Accesión", "Número de acceso"],
-               mrn=["Historia clínica", "HC", "NHC"], addr="Dirección", phone=["Teléfono", "Tel.", "Celular"], email="Correo"),
-    "pt": dict(patient=["Paciente", "Nome", "Nome do paciente", "PACIENTE"], doctor=["Médico solicitante", "Solicitante"], sign=["Laudado por", "Assinado por", "Médico radiologista"],
-               dob="Data de nascimento", date="Data do exame", acc=["Número de acesso", "Nº de acesso"], mrn=["Prontuário", "Registro"], addr="Endereço", phone=["Telefone", "Celular"], email="E-mail"),
-    "en": dict(patient=["Patient", "Patient name", "Name", "PATIENT"], doctor=["Referring physician", "Ordering physician"], sign=["Dictated by", "Signed by", "Reading radiologist"],
-               dob="DOB", date="Exam date", acc=["Accession No", "Accession #", "Accession number"], mrn=["MRN", "Medical record number"], addr="Address", phone=["Phone", "Tel"], email="Email"),
-}
-BODY = {
-    "es": ["Hallazgos: hígado de tamaño y ecogenicidad normales, sin lesiones focales. Vesícula de paredes finas de 3.2 x 1.1 cm.",
-           "Estructuras óseas sin alteraciones. Índice cardiotorácico normal. BI-RADS 2.",
-           "Se compara con estudio previo sin cambios significativos. Nódulo de 8 mm en segmento VI."],
-    "pt": ["Achados: fígado de dimensões normais, sem lesões focais. Vesícula biliar de paredes finas, medindo 3,2 x 1,1 cm.",
-           "Estruturas ósseas sem alterações. Índice cardiotorácico normal. BI-RADS 2.",
-           "Comparado com exame anterior sem alterações significativas. Nódulo de 8 mm no segmento VI."],
-    "en": ["Findings: the liver is normal in size and echogenicity without focal lesions. Gallbladder wall is thin, 3.2 x 1.1 cm.",
-           "No acute osseous abnormality. Normal cardiothoracic ratio. BI-RADS 2.",
-           "Compared with the prior study without significant change. 8 mm nodule in segment VI."],
-}
-PROSE = {
-    "es": ["La paciente {name} acude por dolor abdominal.", "Se comenta el caso con {name}, familiar del paciente.", "El señor {name} refiere molestias desde hace una semana."],
-    "pt": ["A paciente {name} comparece com dor abdominal.", "Caso discutido com {name}, familiar do paciente.", "O senhor {name} relata desconforto há uma semana."],
-    "en": ["The patient {name} presents with abdominal pain.", "Case discussed with {name}, the patient's daughter.", "{name} reports discomfort for one week."],
-}
-CLOSING = {"es": "Conclusión: estudio sin hallazgos agudos.", "pt": "Conclusão: exame sem achados agudos.", "en": "Impression: no acute findings."}
-
-
-def generate(n: int = 300, seed: int = 7) -> list[Sample]:
-    """``n`` reports spread over co/ar/cl/ec (es), br (pt) and us (en)."""
-    from faker import Faker
-
-    rng = random.Random(seed)
-    fakers = {}
-    for country, (_, loc) in LOCALES.items():
-        fk = Faker(loc)
-        fk.seed_instance(seed + len(country) * 7 + ord(country[0]))
-        fakers[country] = fk
-    countries = ["co", "ar", "cl", "ec", "br", "us"]
-    out = []
-    for i in range(n):
-        country = countries[i % len(countries)]
-        lang = LOCALES[country][0]
-        fk = fakers[country]
-        L = LABELS[lang]
-        first, last, last2 = fk.first_name(), fk.last_name(), fk.last_name()
-        patient = f"{first} {last} {last2}" if lang == "es" and rng.random() < 0.7 else f"{first} {last}"
-        doctor = f"{fk.first_name()} {fk.last_name()}"
-        relative = f"{fk.first_name()} {fk.last_name()}"
-        id_label, id_value = national_id(country, rng)
-        mrn = rng.choice([str(rng.randint(100000, 99999999)), f"HC-{rng.randint(10000, 999999)}", f"{rng.randint(1000, 9999)}-{rng.randint(100, 999)}"])
-        acc = rng.choice([f"ACC{rng.randint(100000, 9999999)}", f"{rng.randint(2019, 2024)}-{rng.randint(10000, 99999)}", str(rng.randint(1000000, 99999999))])
-        dob = dt.date(rng.randint(1935, 2010), rng.randint(1, 12), rng.randint(1, 28))
-        study = dt.date(rng.randint(2018, 2024), rng.randint(1, 12), rng.randint(1, 28))
-        city = fk.city()
-        hosp = rng.choice(HOSPITAL[lang]).format(x=rng.choice([fk.last_name(), city, f"San {fk.first_name()}"]))
-        phone = _phone(country, rng)
-        address = _address(country, fk, rng)
-        email = f"{first.lower()}.{last.lower()}@{rng.choice(['gmail.com', 'hotmail.com', 'correo.com', 'uol.com.br'])}".replace(" ", "")
-        # Patient name as written: title case, upper case, or "SURNAME, Name".
-        style = rng.randint(0, 2)
-        shown = patient if style == 0 else patient.upper() if style == 1 else f"{' '.join(patient.split()[1:]).upper()}, {first}"
-        b = _Builder()
-        b.phi("ORGANIZATION", hosp).add("\n")
-        b.add(f"{rng.choice(L['patient'])}: ").phi("PERSON", shown).add("    ")
-        b.add(f"{id_label} ").phi("ID", id_value).add("\n")
-        b.add(f"{L['dob']}: ").phi("DATE", _date_text(dob, lang, rng)).add("    ")
-        b.add(f"{rng.choice(L['mrn'])}: ").phi("ID", mrn).add("\n")
-        b.add(f"{rng.choice(L['acc'])}: ").phi("ID", acc).add("    ")
-        b.add(f"{L['date']}: ").phi("DATE", _date_text(study, lang, rng)).add("\n")
-        b.add(f"{rng.choice(L['doctor'])}: ").add(rng.choice(["Dr. ", "Dra. ", ""]) if lang != "en" else rng.choice(["Dr. ", ""])).phi("PERSON", doctor).add("\n")
-        if rng.random() < 0.6:
-            b.add(f"{L['addr']}: ").phi("ADDRESS", address).add(", ").phi("LOCATION", city).add("\n")
-        if rng.random() < 0.6:
-            b.add(f"{rng.choice(L['phone'])}: ").phi("PHONE", phone).add("   ")
-            b.add(f"{L['email']}: ").phi("EMAIL", email).add("\n")
-        b.add("\n")
-        # A name in prose (no header), half the time the patient's, else a relative's.
-        prose = rng.choice(PROSE[lang])
-        who = patient if rng.random() < 0.5 else relative
-        pre, post = prose.split("{name}")
-        b.add(pre).phi("PERSON", who).add(post + " ")
-        b.add(rng.choice(BODY[lang]) + "\n")
-        if rng.random() < 0.5:
-            follow = study + dt.timedelta(days=rng.randint(30, 200))
-            b.add({"es": "Control sugerido el ", "pt": "Controle sugerido em ", "en": "Follow-up suggested on "}[lang]).phi("DATE", _date_text(follow, lang, rng)).add(".\n")
-        b.add(CLOSING[lang] + "\n")
-        b.add(rng.choice(L["sign"]) + ": ").add(rng.choice(["Dr. ", "Dra. ", ""]) if lang != "en" else "").phi("PERSON", f"{fk.first_name()} {fk.last_name()}").add("\n")
-        known = [f"{' '.join(patient.split()[1:]).upper()}^{first.upper()}", id_value, mrn, dob.strftime("%Y%m%d"), hosp, doctor.upper().replace(" ", "^", 1)]
-        if address in b.text:
-            known += [address, phone]
-        out.append(Sample(b.text, lang, country, b.planted, known))
-    return out
-
-
-# ----------------------------------------------------------------- scoring
+_YEAR_ALONE = re.compile(r"(?:(?:el\s+|en\s+el\s+|del\s+)?años?\s+|en\s+|de\s+)?(?:1[89]|20)\d\d", re.IGNORECASE)
+_WORD = re.compile(r"[^\W_]+", re.UNICODE)
 
 
 def covered(p: Planted, text: str, spans: list[tuple[int, int]]) -> bool:
@@ -296,93 +79,189 @@ def covered(p: Planted, text: str, spans: list[tuple[int, int]]) -> bool:
     return True
 
 
-def score(samples: list[Sample], scrubber, use_known: bool) -> dict:
-    hits: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
-    over = [0, 0]  # non-PHI letters/digits scrubbed, non-PHI letters/digits
+def _removed(value: str, scrubbed: str) -> bool:
+    """The value's surface string is gone from the scrubbed text (whitespace-insensitive)."""
+    v = re.sub(r"\s+", " ", value.strip())
+    return v not in re.sub(r"\s+", " ", scrubbed)
+
+
+def _nonphi_words(sample: Sample) -> Counter:
+    mask = bytearray(len(sample.text))
+    for p in sample.planted:
+        mask[p.start : p.end] = b"\x01" * (p.end - p.start)
+    return Counter(m.group() for m in _WORD.finditer(sample.text) if not any(mask[m.start() : m.end()]))
+
+
+class _Tally:
+    """Accumulates the measures over documents."""
+
+    def __init__(self) -> None:
+        self.span = defaultdict(lambda: [0, 0])  # key -> [found, n]
+        self.surface = defaultdict(lambda: [0, 0])
+        self.prec = defaultdict(lambda: [0, 0])  # our type -> [touching gold, findings]
+        self.kept = [0, 0]
+        self.over = [0, 0]
+        self.docs = 0
+
+    def add(self, smp: Sample, scrubbed: str, findings: list | None, key_of) -> None:
+        self.docs += 1
+        spans = [(f.start, f.end) for f in findings] if findings is not None else None
+        for p in smp.planted:
+            key = key_of(smp, p)
+            if p.type in KEPT_TYPES:
+                continue
+            if spans is not None:
+                h = self.span[key]
+                h[1] += 1
+                h[0] += covered(p, smp.text, spans)
+            s = self.surface[key]
+            s[1] += 1
+            s[0] += _removed(smp.text[p.start : p.end], scrubbed)
+        want = _nonphi_words(smp)
+        have = Counter(m.group() for m in _WORD.finditer(scrubbed))
+        self.kept[0] += sum(min(c, have[w]) for w, c in want.items())
+        self.kept[1] += sum(want.values())
+        if findings is not None:
+            gold = [(p.start, p.end) for p in smp.planted]
+            phi_mask = bytearray(len(smp.text))
+            for s_, e_ in gold:
+                phi_mask[s_:e_] = b"\x01" * (e_ - s_)
+            for f in findings:
+                pr = self.prec[f.type]
+                pr[1] += 1
+                pr[0] += any(s_ < f.end and f.start < e_ for s_, e_ in gold)
+                for i in range(f.start, f.end):
+                    if smp.text[i].isalnum() and not phi_mask[i]:
+                        self.over[0] += 1
+            self.over[1] += sum(1 for i, ch in enumerate(smp.text) if ch.isalnum() and not phi_mask[i])
+
+    def result(self, elapsed: float | None) -> dict:
+        def table(d):
+            return {k: {"recall": round(f / n, 4), "n": n} for k, (f, n) in sorted(d.items())}
+
+        out: dict = {"surface_removed": table(self.surface)}
+        if self.span:
+            out["per_type"] = table(self.span)
+            out["precision"] = {k: {"precision": round(f / n, 4), "findings": n} for k, (f, n) in sorted(self.prec.items())}
+            out["overscrub"] = round(self.over[0] / self.over[1], 4) if self.over[1] else 0.0
+        out["kept_words"] = round(self.kept[0] / self.kept[1], 4) if self.kept[1] else 1.0
+        if elapsed:
+            out["reports_per_s"] = round(self.docs / elapsed, 1)
+        return out
+
+
+def score(samples: list[Sample], scrubber, use_known: bool, key: str = "type") -> dict:
+    """Scrub every sample and measure. ``key``: "type" (ours), "label" (a sample's own labels) or "language/type"."""
+
+    def key_of(smp: Sample, p: Planted) -> str:
+        return f"{smp.language}/{p.type}" if key == "language/type" else p.type
+
+    tally = _Tally()
+    by_lang = _Tally()
     t0 = time.perf_counter()
     for smp in samples:
         r = scrubber.scrub(smp.text, smp.language, known_phi=smp.known if use_known else (), date_shift_days=smp.shift)
-        spans = [(f.start, f.end) for f in r.findings]
-        phi_mask = bytearray(len(smp.text))
-        for p in smp.planted:
-            phi_mask[p.start : p.end] = b"\x01" * (p.end - p.start)
-        hit_mask = bytearray(len(smp.text))
-        for s_, e_ in spans:
-            hit_mask[s_:e_] = b"\x01" * (e_ - s_)
-        for i, ch in enumerate(smp.text):
-            if ch.isalnum() and not phi_mask[i]:
-                over[1] += 1
-                over[0] += hit_mask[i]
-        for p in smp.planted:
-            h = hits[(smp.language, p.type)]
-            h[1] += 1
-            h[0] += covered(p, smp.text, spans)
-    elapsed = time.perf_counter() - t0
-    table = {f"{lang}/{typ}": {"recall": round(f / n, 4), "n": n} for (lang, typ), (f, n) in sorted(hits.items())}
-    by_type: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for (lang, typ), (f, n) in hits.items():
-        by_type[typ][0] += f
-        by_type[typ][1] += n
-    return {
-        "per_language_type": table,
-        "per_type": {t: {"recall": round(f / n, 4), "n": n} for t, (f, n) in sorted(by_type.items())},
-        "overscrub": round(over[0] / over[1], 4) if over[1] else 0.0,
-        "reports_per_s": round(len(samples) / elapsed, 1) if elapsed else None,
-    }
+        tally.add(smp, r.text, r.findings, key_of)
+        by_lang.add(smp, r.text, r.findings, lambda s, p: f"{s.language}/{p.type}")
+    out = tally.result(time.perf_counter() - t0)
+    out["per_language_type"] = by_lang.result(None)["per_type"] if by_lang.span else {}
+    return out
 
 
 # ---------------------------------------------------------------- MEDDOCAN
 
-MEDDOCAN_TYPES = {
-    "NOMBRE_SUJETO_ASISTENCIA": "PERSON", "NOMBRE_PERSONAL_SANITARIO": "PERSON", "FAMILIARES_SUJETO_ASISTENCIA": "RELATIVE",
-    "ID_SUJETO_ASISTENCIA": "ID", "ID_ASEGURAMIENTO": "ID", "ID_CONTACTO_ASISTENCIAL": "ID", "ID_TITULACION_PERSONAL_SANITARIO": "ID",
-    "OTRO_NUMERO_IDENTIF": "ID", "FECHAS": "DATE", "NUMERO_TELEFONO": "PHONE", "NUMERO_FAX": "PHONE", "CORREO_ELECTRONICO": "EMAIL",
-    "CALLE": "ADDRESS", "TERRITORIO": "LOCATION", "PAIS": "LOCATION", "HOSPITAL": "ORGANIZATION", "INSTITUCION": "ORGANIZATION",
-    "CENTRO_SALUD": "ORGANIZATION", "EDAD_SUJETO_ASISTENCIA": "AGE",
-}
 
-
-def load_meddocan(directory: Path, limit: int | None = None) -> list[Sample]:
-    """brat .txt/.ann pairs -> samples with planted spans (types mapped to ours)."""
-    out = []
-    for txt in sorted(Path(directory).glob("*.txt"))[:limit]:
-        ann = txt.with_suffix(".ann")
-        if not ann.exists():
+def read_brat(txt: Path, typed: bool = False) -> Sample:
+    """One brat .txt/.ann pair. Planted types are MEDDOCAN's labels, or ours when ``typed``."""
+    text = txt.read_text(encoding="utf-8")
+    planted = []
+    ann = txt.with_suffix(".ann")
+    for line in ann.read_text(encoding="utf-8").splitlines() if ann.exists() else []:
+        if not line.startswith("T"):
             continue
-        text = txt.read_text(encoding="utf-8")
-        planted = []
-        for line in ann.read_text(encoding="utf-8").splitlines():
-            if not line.startswith("T"):
-                continue
-            _, meta, _ = line.split("\t", 2)
-            label, *offs = meta.replace(";", " ").split()
-            typ = MEDDOCAN_TYPES.get(label)
-            value = text[int(offs[0]) : int(offs[-1])]
-            if typ == "DATE" and re.fullmatch(r"(?:(?:el\s+)?años?\s+|en\s+)?(?:1[89]|20)\d\d", value.strip()):
-                typ = "YEAR"  # a year alone is not PHI under HIPAA Safe Harbor (kept on purpose)
-            if typ:
-                planted.append(Planted(typ, int(offs[0]), int(offs[-1])))
-        out.append(Sample(text, "es", "es", planted))
-    return out
+        _, meta, _ = line.split("\t", 2)
+        label, *offs = meta.replace(";", " ").split()
+        s, e = int(offs[0]), int(offs[-1])
+        typ = MEDDOCAN_TYPES.get(label, "OTHER")
+        if typ == "DATE" and _YEAR_ALONE.fullmatch(text[s:e].strip()):
+            typ, label = "YEAR", "FECHAS_AÑO"  # a year alone is not PHI (HIPAA Safe Harbor keeps it)
+        if typ in KEPT_TYPES:
+            label = label if typ != "YEAR" else label
+        planted.append(Planted(typ if typed or typ in KEPT_TYPES else label, s, e))
+    return Sample(text, "es", "es", planted, shift=0, name=txt.name)
+
+
+def load_meddocan(directory: Path, limit: int | None = None, typed: bool = True) -> list[Sample]:
+    """brat .txt/.ann pairs -> samples (types mapped to ours unless ``typed`` is False)."""
+    return [read_brat(t, typed) for t in sorted(Path(directory).glob("*.txt"))[:limit]]
+
+
+def evaluate_dir(gold_dir: Path, scrubber=None, scrubbed_dir: Path | None = None, limit: int | None = None, language: str = "es") -> dict:
+    """Per MEDDOCAN label: span recall and precision (when scrubbing here), surface removal, kept words.
+
+    With ``scrubbed_dir``, the files there (same names, e.g. written by ``sta
+    scrub-text``) are scored instead of scrubbing here.
+    """
+    samples = load_meddocan(gold_dir, limit, typed=False)
+    tally = _Tally()
+    t0 = time.perf_counter()
+    for smp in samples:
+        if scrubbed_dir is not None:
+            out = Path(scrubbed_dir) / smp.name
+            tally.add(smp, out.read_text(encoding="utf-8") if out.exists() else smp.text, None, lambda s, p: p.type)
+        else:
+            r = scrubber.scrub(smp.text, language)
+            tally.add(smp, r.text, r.findings, lambda s, p: p.type)
+    elapsed = time.perf_counter() - t0
+    res = tally.result(elapsed if scrubbed_dir is None else None)
+    res["n_docs"] = len(samples)
+    return res
+
+
+def summary_lines(res: dict, min_n: int = 20) -> list[str]:
+    """A human table: label, n, span recall, surface removal; then precision and kept words."""
+    lines = [f"{'label':36} {'n':>5} {'recall':>7} {'removed':>8}"]
+    span = res.get("per_type", {})
+    for label, v in sorted(res["surface_removed"].items(), key=lambda kv: -kv[1]["n"]):
+        rec = span.get(label, {}).get("recall")
+        flag = "" if v["n"] < min_n or min(v["recall"], rec if rec is not None else 1) >= 0.99 else "  <0.99"
+        lines.append(f"{label:36} {v['n']:>5} {'' if rec is None else f'{rec:.4f}':>7} {v['recall']:>8.4f}{flag}")
+    if res.get("precision"):
+        lines.append("precision: " + ", ".join(f"{k} {v['precision']:.3f} ({v['findings']})" for k, v in res["precision"].items()))
+    lines.append(f"kept non-PHI words: {res['kept_words']:.4f}" + (f"   reports/s: {res['reports_per_s']}" if res.get("reports_per_s") else ""))
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=300, help="generated reports")
-    ap.add_argument("--meddocan", type=Path, default=None, help="brat folder (e.g. ../shared/data/meddocan/dev)")
-    ap.add_argument("--meddocan-limit", type=int, default=None)
-    ap.add_argument("--no-ner", action="store_true", help="patterns only, even if a NER model is installed")
+    ap = argparse.ArgumentParser(description="Per-type recall/precision of the text scrubber on a MEDDOCAN (brat) folder")
+    ap.add_argument("gold", type=Path, nargs="?", default=None, help="brat folder (default ../shared/data/meddocan/dev)")
+    ap.add_argument("--scrubbed", type=Path, default=None, help="score these already-scrubbed .txt files instead of scrubbing")
+    ap.add_argument("--limit", type=int, default=None)
+    ap.add_argument("--lang", default="es")
+    ap.add_argument("--no-ner", action="store_true", help="patterns only, even with a NER model")
+    ap.add_argument("--ner-model", type=Path, default=None)
+    ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
-    from anonymization.text_phi import TextScrubber
+    gold = args.gold
+    if gold is None:
+        from anonymization.ner.train import find_data
 
-    scrubber = TextScrubber(use_ner=not args.no_ner)
-    result: dict = {"ner_model": str(scrubber.ner_model_path) if scrubber.ner_model_path else None}
-    samples = generate(args.n)
-    result["generated"] = {"n_reports": len(samples), "blind": score(samples, scrubber, False), "with_known": score(samples, scrubber, True)}
-    if args.meddocan:
-        md = load_meddocan(args.meddocan, args.meddocan_limit)
-        result["meddocan"] = {"n_docs": len(md), "blind": score(md, scrubber, False)}
-    print(json.dumps(result, indent=1, ensure_ascii=False))
+        gold = find_data(None) / "dev"
+    if not gold.is_dir():
+        print(f"text_eval: {gold} is not a directory", file=sys.stderr)
+        return 2
+    scrubber = None
+    if args.scrubbed is None:
+        from anonymization.text_phi import TextScrubber
+
+        scrubber = TextScrubber([args.lang], ner_model=args.ner_model, use_ner=not args.no_ner)
+    res = evaluate_dir(gold, scrubber, args.scrubbed, args.limit, args.lang)
+    if scrubber is not None:
+        res["ner_model"] = str(scrubber.ner_model_path) if scrubber.ner_model_path else None
+    if args.json:
+        print(json.dumps(res, indent=1, ensure_ascii=False))
+    else:
+        print("\n".join(summary_lines(res)))
     return 0
 
 

@@ -17,9 +17,16 @@ each text it combines, in this order of strength:
    Pérez refiere").
 
 PHI becomes a typed surrogate in the report's language ([NOMBRE]/[NOME]/
-[NAME], [ID], [TELEFONO]...), and dates are moved by the patient's offset
-and written back in their own style. A date offset of 0 means "no offset
-known": dates are then masked ([FECHA]) rather than left as they were.
+[NAME], [ID], [TELEFONO]...). Dates are parsed in the report's locale
+(day-first es/pt, month-first en), moved by the patient token's offset with
+the function the DICOM dates use (:func:`anonymization.dicom_dates.shift_da`)
+and written back in their own format and language; years alone stay. A date
+offset of 0/None means "no offset known": dates are then masked ([FECHA]).
+What each profile removes is data: ``include/text_policy.yaml``.
+
+Findings made only of clinical or common words ("Mamografía", "Diagnóstico
+por Imagem", "Data de Nascimento") are dropped unless they stand in a name
+context (:mod:`anonymization.recognizers.lexicon`).
 
 The result lists what was found (type and position only, never the value)
 and ``residual``: known values still present after scrubbing, which makes
@@ -28,16 +35,19 @@ the caller quarantine the report (fail closed).
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
 from anonymization.recognizers import ENTITIES, build_recognizers
 from anonymization.recognizers.dates import find_dates, parse_date, shift_render
 from anonymization.recognizers.ids import ACCESSION_LABEL_RE, PATIENT_ID_LABEL_RE
+from anonymization.recognizers.lexicon import common_words
 from anonymization.recognizers.names import STOP_WORDS
 from anonymization.text_known import KnownValue, classify, find_known, fold, residual
 
@@ -60,7 +70,55 @@ _RANK = {"PERSON": 9, "ID": 8, "KNOWN": 7, "PHONE": 6, "EMAIL": 6, "ADDRESS": 5,
 #: Presidio results below this score are ignored.
 MIN_SCORE = 0.45
 
-DEFAULT_NER_MODEL = Path(__file__).resolve().parent.parent / "models" / "ner_es"
+#: The NER model shipped in the repository (trained by ``make ner`` from MEDDOCAN).
+DEFAULT_NER_MODEL = Path(__file__).resolve().parent / "ner" / "model"
+#: Languages the shipped NER runs on (it is trained on Spanish clinical text).
+NER_LANGUAGES = ("es",)
+TEXT_POLICY = Path(__file__).resolve().parent.parent / "include" / "text_policy.yaml"
+_TYPES = {"PERSON", "ID", "PHONE", "EMAIL", "URL", "ADDRESS", "LOCATION", "ORGANIZATION", "DATE", "TIME", "AGE", "KNOWN"}
+
+
+class TextPolicyError(ValueError):
+    """include/text_policy.yaml is malformed (the message names the file and field)."""
+
+
+@dataclass(frozen=True)
+class TextPolicy:
+    """What a profile removes from report text (see include/text_policy.yaml)."""
+
+    remove: frozenset[str]
+    dates: str = "shift"  # shift | year | mask
+    age_cap: int = 90
+
+
+@lru_cache(maxsize=None)
+def text_policy(profile: str | None = None, path: Path = TEXT_POLICY) -> TextPolicy:
+    """The text policy of ``profile`` (its own entry, else its ``extends`` chain, else ``default``)."""
+    import yaml
+
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    entries = data.get("profiles") or {}
+    merged = dict(data.get("default") or {})
+    chain: list[str] = []
+    name = profile
+    while name and name not in chain:
+        chain.append(name)
+        pfile = path.parent / "profiles" / f"{name}.yaml"
+        name = (yaml.safe_load(pfile.read_text(encoding="utf-8")) or {}).get("extends") if pfile.exists() else None
+    for name in reversed(chain):
+        merged.update(entries.get(name) or {})
+    remove = merged.get("remove") or []
+    unknown = set(remove) - _TYPES
+    if unknown:
+        raise TextPolicyError(f"{path}: remove: unknown type(s) {sorted(unknown)}")
+    dates = merged.get("dates", "shift")
+    if dates not in ("shift", "year", "mask"):
+        raise TextPolicyError(f"{path}: dates: {dates!r} is not shift, year or mask")
+    try:
+        age_cap = int(merged.get("age_cap", 90))
+    except (TypeError, ValueError):
+        raise TextPolicyError(f"{path}: age_cap: not a number") from None
+    return TextPolicy(frozenset(remove) | {"KNOWN"}, dates, age_cap)
 
 
 @dataclass(frozen=True)
@@ -120,11 +178,13 @@ class TextScrubber:
         self.ner_model_path: Path | None = None
         if use_ner:
             path = _ner_model_path(ner_model)
-            if path is not None and "es" in self.languages:
+            if path is not None:
                 from anonymization.ner.model import NerRecognizer
 
-                registry.add_recognizer(NerRecognizer(path, language="es"))
-                self.ner_model_path = path
+                for lang in self.languages:
+                    if lang in NER_LANGUAGES:
+                        registry.add_recognizer(NerRecognizer(path, language=lang))
+                        self.ner_model_path = path
         self.analyzer = AnalyzerEngine(registry=registry, nlp_engine=nlp_engine, supported_languages=self.languages)
         self._entities = {
             lang: [e for e in ENTITIES if e in self.analyzer.get_supported_entities(lang)] for lang in self.languages
@@ -139,9 +199,10 @@ class TextScrubber:
             if r.score >= MIN_SCORE and r.end > r.start:
                 source = "ner" if (r.recognition_metadata or {}).get("recognizer_name", "").startswith("sta_ner") else "pattern"
                 findings.append(Finding(r.entity_type, r.start, r.end, float(r.score), source))
+        findings = [f for f in findings if not _is_word_not_name(text, f) and not _is_year_alone(text, f)]
         for e, s, t, sc in find_known(text, known, lang):
             findings.append(Finding(e, s, t, sc, "known"))
-        findings.extend(_propagate(text, findings))
+        findings.extend(f for f in _propagate(text, findings) if not _is_word_not_name(text, f))
         return findings
 
     def scrub(
@@ -150,31 +211,88 @@ class TextScrubber:
         language: str = "es",
         known_phi: Sequence[str] = (),
         date_shift_days: int = 0,
+        *,
+        date_offset: dt.timedelta | None = None,
+        profile: str | None = None,
     ) -> ScrubResult:
-        """Scrubbed text, what was found, and known values still left (``residual``)."""
+        """Scrubbed text, what was found, and known values still left (``residual``).
+
+        ``date_offset`` is the patient token's offset (``Keyring.time_offset``);
+        ``date_shift_days`` is the older whole-days form of it. ``profile``
+        names the de-identification profile whose text policy applies.
+        """
         lang = language if language in LANGUAGES else "es"
+        policy = text_policy(profile)
+        offset = date_offset if date_offset is not None else (dt.timedelta(days=date_shift_days) if date_shift_days else None)
         known = classify(known_phi)
-        findings = self.analyze(text, lang, known)
+        findings = [f for f in self.analyze(text, lang, known) if f.type in policy.remove]
         merged = _merge(findings)
-        dates = {(d.start, d.end): d for d in find_dates(text, lang)}
+        dates = find_dates(text, lang)
         labels = SURROGATES[lang]
         out: list[str] = []
         pos = 0
         for f in merged:
             out.append(text[pos : f.start])
             replacement = None
-            if f.type == "DATE" and date_shift_days:
-                dm = dates.get((f.start, f.end))
-                if dm is not None:
-                    replacement = shift_render(dm, date_shift_days)
+            if f.type == "DATE":
+                replacement = _date_replacement(text, f, dates, offset, policy.dates)
             if replacement is None and f.type == "AGE":
-                replacement = "90+"  # HIPAA Safe Harbor: ages over 89 aggregated
+                replacement = f"{policy.age_cap}+"  # HIPAA Safe Harbor: ages over 89 aggregated
             out.append(replacement if replacement is not None else f"[{labels.get(f.type, 'PHI')}]")
             pos = f.end
         out.append(text[pos:])
         scrubbed = "".join(out)
         left = residual(scrubbed, known, lang)
         return ScrubResult(text=scrubbed, findings=merged, residual=left, language=lang)
+
+
+def _date_replacement(text: str, f: "Finding", dates, offset: dt.timedelta | None, mode: str) -> str | None:
+    """A DATE span rewritten: shifted in its own style, reduced to its year, or None (masked).
+
+    The span may be wider than the date itself ("el 5 de abril de 2022" from
+    the NER): the words around the date stay as written when they hold no digit.
+    """
+    inside = [d for d in dates if f.start <= d.start and d.end <= f.end and d.date is not None]
+    if len(inside) != 1:
+        return None
+    d = inside[0]
+    before, after = text[f.start : d.start], text[d.end : f.end]
+    if any(c.isdigit() for c in before + after):
+        return None
+    if mode == "year":
+        return before + str(d.date.year) + after if not d.partial or re.search(r"\d{4}", text[d.start : d.end]) else None
+    if mode != "shift" or offset is None:
+        return None
+    shifted = shift_render(d, offset)
+    return None if shifted is None else before + shifted + after
+
+
+_NAME_CONTEXT = re.compile(
+    r"(?:\b(?:dr|dra|dres|sr|sra|srta|don|doña|dona|mr|mrs|ms|prof|profa|lic|enf)\.?|"
+    r"\b(?:paciente|nombre|nome|name|patient|m[ée]dic[oa]|physician|firmado\s+por|laudado\s+por|signed\s+by|madre|padre|m[ãa]e|pai)\s*:?)\s*$",
+    re.IGNORECASE,
+)
+
+
+def _is_word_not_name(text: str, f: "Finding") -> bool:
+    """A name/place/institution finding made only of common or clinical words, outside a name context."""
+    if f.type not in ("PERSON", "LOCATION", "ORGANIZATION") or f.source == "known" or f.score >= 0.9:
+        return False
+    words = re.findall(r"[^\W\d_]+", text[f.start : f.end])
+    if not words:
+        return False
+    vocab = common_words()
+    if not all(fold(w) in vocab or len(w) <= 2 for w in words):
+        return False
+    return not _NAME_CONTEXT.search(text[max(0, f.start - 25) : f.start])
+
+
+_YEAR_ALONE = re.compile(r"(?:(?:el\s+|en\s+el\s+|del\s+)?(?:años?|ano|year)\s+|en\s+|em\s+|in\s+|de\s+)?(?:1[89]|20)\d\d", re.IGNORECASE)
+
+
+def _is_year_alone(text: str, f: "Finding") -> bool:
+    """Years alone are kept (HIPAA Safe Harbor): a NER date that is only a year is not removed."""
+    return f.type == "DATE" and f.source == "ner" and bool(_YEAR_ALONE.fullmatch(text[f.start : f.end].strip()))
 
 
 def _propagate(text: str, findings: list[Finding]) -> list[Finding]:

@@ -184,7 +184,8 @@ def test_scrubber_never_touches_the_network(monkeypatch: pytest.MonkeyPatch) -> 
 
 def test_recall_on_generated_reports_is_at_least_099_for_names_and_ids(scrubber: TextScrubber) -> None:
     """Planted PHI in generated es/pt/en reports (Faker names, checksummed IDs), blind and with known values."""
-    from anonymization.text_eval import generate, score
+    from anonymization.text_eval import score
+    from synth.text_reports import generate
 
     samples = generate(90, seed=11)
     for use_known in (False, True):

@@ -34,7 +34,7 @@ LABEL_MAP = {
     "DIRECCION_IP": "ID",
     "CALLE": "ADDRESS",
     "TERRITORIO": "LOCATION",
-    "PAIS": "LOCATION",
+    # PAIS: a country is not PHI (labels need it): kept.
     "HOSPITAL": "ORGANIZATION",
     "INSTITUCION": "ORGANIZATION",
     "CENTRO_SALUD": "ORGANIZATION",

