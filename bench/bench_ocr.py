@@ -152,7 +152,7 @@ def bench_dicom(n: int) -> tuple[float, float, float]:
 
 
 def bench_scrub(n: int, n_base: int) -> tuple[float, float]:
-    from anonymization.text_eval import generate
+    from synth.text_reports import generate
     from anonymization.text_phi import TextScrubber
 
     samples = generate(n)
