@@ -12,8 +12,9 @@ from PIL import Image, ImageDraw, ImageFont
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit, RLELossless, generate_uid
 
-import anonymization.pixels as px
-from anonymization.pixels import PixelCleanError, clean_burned_in, pixels_at_risk
+import anonymization.ocr_redact as px
+from anonymization.ocr_redact import PixelCleanError, clean_burned_in
+from anonymization.pixel_risk import pixels_at_risk
 
 os.environ.setdefault("OMP_THREAD_LIMIT", "1")
 
@@ -110,7 +111,7 @@ PLANTED = ["PEREZ", "GOMEZ", "1020345678", "12/05/1980", "RAFAEL", "ALVAREZ", "Q
 
 
 def leaked(text: str) -> list[str]:
-    from anonymization.pixels import _edit1
+    from anonymization.ocr_redact import edit1 as _edit1
 
     words = [w.strip(".,:;") for w in text.split()]
     out = []
@@ -145,8 +146,10 @@ def test_pixels_at_risk_by_modality_sop_class_and_flags() -> None:
     assert not pixels_at_risk(dx)
     dx.ImageType = ["DERIVED", "SECONDARY"]
     assert pixels_at_risk(dx)
-    # Profile policy overrides: never trusts, always OCRs.
-    assert not pixels_at_risk(us, {"modalities": {"US": "never"}})
+    # Profile rule overrides: "never" trusts the modality but not the hard flags
+    # (BurnedInAnnotation YES, capture SOP classes); "always" OCRs every file.
+    assert pixels_at_risk(us, {"modalities": {"US": "never"}}).reason == "burned_in_annotation"
+    assert not pixels_at_risk(us, {"modalities": {"US": "never"}, "sop_classes": [], "burned_in_annotation": []})
     del ct.BurnedInAnnotation
     assert pixels_at_risk(ct, {"default": "flagged", "modalities": {"CT": "always"}})
     no_pixels = Dataset()
@@ -329,7 +332,7 @@ def test_monochrome1_16bit_secondary_capture() -> None:
 
 def test_text_that_cannot_be_cleared_raises(monkeypatch: pytest.MonkeyPatch) -> None:
     """If redaction does not take (here: disabled), the re-check catches it and nothing is marked NO."""
-    monkeypatch.setattr(px, "_redact", lambda frame, boxes, value, margin: len(boxes))
+    monkeypatch.setattr(px.FrameCleaner, "_apply", lambda self, frame, ops: None)
     img = Image.new("L", (320, 60), 0)
     draw(img, (6, 10), "PEREZ GOMEZ, JOSE LUIS", 20, 255)
     ds = make_ds(np.array(img))
