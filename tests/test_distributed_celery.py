@@ -1,4 +1,4 @@
-"""A real distributed run: CeleryExecutor, Redis broker, PostgreSQL metadata DB.
+"""A real distributed run: CeleryExecutor + EdgeExecutor, Redis broker, PostgreSQL metadata DB.
 
 Debian's redis-server and postgresql are started on loopback; Airflow's
 api-server, scheduler and dag-processor run as separate processes, and one
@@ -8,6 +8,10 @@ Two partners' ingest DAGs and the link DAGs run end to end; then the
 metadata DB (``task_instance.hostname``, recorded through
 ``deployment.worker.worker_name``) proves that every task of a partner ran
 on that partner's worker and nowhere else.
+
+A third partner is marked ``execution.on_premise``: its tasks go to the Edge
+executor and run on an Edge worker (``airflow edge worker``), which polls
+the API server over HTTP (the hospital opens no inbound port).
 """
 
 from __future__ import annotations
@@ -75,16 +79,25 @@ class Stack:
         return [n for n, p in self.procs if p.poll() is not None]
 
 
+ON_PREMISE = "clinica_andes_onprem_co"
+
+
 def _partners(src: Path, dest: Path) -> list[dict]:
-    """The sample partners, unscheduled: runs in this test are triggered, never raced by a schedule."""
+    """The sample partners, unscheduled (runs here are triggered, never raced by a schedule),
+    plus an on-premise copy of the Colombian partner reading the same source folder."""
     dest.mkdir(parents=True)
     out = []
     for f in sorted(src.glob("*.yaml")):
         data = yaml.safe_load(f.read_text(encoding="utf-8"))
         data["schedule"] = None
         data.pop("reactive", None)
-        (dest / f.name).write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
         out.append(data)
+        if data["id"] == "clinica_andes_co":
+            onprem = {**data, "id": ON_PREMISE, "name": data["name"] + " (on premise)",
+                      "execution": {"on_premise": True, "workers": 1, "slots_per_worker": 2}}
+            out.append(onprem)
+    for data in out:
+        (dest / f"{data['id']}.yaml").write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     return out
 
 
@@ -107,7 +120,11 @@ def distributed_run(tmp_path_factory):
             "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT / "dags"),
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT / "plugins"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+            "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor,airflow.providers.edge3.executors.EdgeExecutor",
+            "AIRFLOW__EDGE__API_ENABLED": "True",
+            "AIRFLOW__EDGE__API_URL": f"http://127.0.0.1:{api_port}/edge_worker/v1/rpcapi",
+            "AIRFLOW__EDGE__HEARTBEAT_INTERVAL": "5",
+            "AIRFLOW__EDGE__JOB_POLL_INTERVAL": "2",
             "AIRFLOW__CORE__HOSTNAME_CALLABLE": "deployment.worker.worker_name",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
             "AIRFLOW__CORE__PARALLELISM": "8",
@@ -135,7 +152,10 @@ def distributed_run(tmp_path_factory):
         airflow.start("api-server", "api-server")
         airflow.start("scheduler", "scheduler")
         airflow.start("dag-processor", "dag-processor")
-        queues = [f"partner-{p['id']}" for p in partners] + [f"region-{r}" for r in regions]
+        central = [p for p in partners if not p.get("execution", {}).get("on_premise")]
+        queues = [f"partner-{p['id']}" for p in central] + [f"region-{r}" for r in regions]
+        airflow.start("edge-worker", "edge", "worker", "-q", f"partner-{ON_PREMISE}", "--concurrency", "2",
+                      "-H", f"edge-{ON_PREMISE}")
         for q in queues:
             airflow.start(f"worker-{q}", "celery", "worker", "-q", q, "--concurrency", "2",
                           "--celery-hostname", f"{q}@%h", extra_env={"STA_WORKER_NAME": f"worker-{q}"})
@@ -198,6 +218,8 @@ def test_every_run_succeeds(distributed_run):
 def test_partner_tasks_ran_only_on_their_partners_worker(distributed_run):
     tis = _task_instances(distributed_run["db"])
     for p in distributed_run["partners"]:
+        if p["id"] == ON_PREMISE:
+            continue
         mine = [t for t in tis if t[0] == f"ingest_{p['id']}"]
         assert len(mine) >= 8, mine
         assert {t[4] for t in mine} == {f"partner-{p['id']}"}
@@ -205,6 +227,18 @@ def test_partner_tasks_ran_only_on_their_partners_worker(distributed_run):
         # and no task of another DAG ran on this partner's worker
         others = {t[0] for t in tis if t[5] == f"worker-partner-{p['id']}"}
         assert others == {f"ingest_{p['id']}"}
+
+
+def test_on_premise_partner_ran_on_the_hospitals_edge_worker(distributed_run):
+    tis = _task_instances(distributed_run["db"])
+    mine = [t for t in tis if t[0] == f"ingest_{ON_PREMISE}"]
+    assert len(mine) >= 8 and {t[3] for t in mine} <= {"success", "skipped"}, mine
+    assert {t[5] for t in mine if t[3] == "success"} == {f"edge-{ON_PREMISE}"}, mine
+    with distributed_run["db"].cursor() as cur:
+        cur.execute("select executor from task_instance where dag_id = %s", (f"ingest_{ON_PREMISE}",))
+        assert {r[0] for r in cur.fetchall()} == {"EdgeExecutor"}
+    # nothing of the central partners ran at the hospital
+    assert {t[0] for t in tis if t[5] == f"edge-{ON_PREMISE}"} == {f"ingest_{ON_PREMISE}"}
 
 
 def test_link_tasks_ran_on_their_regions_worker(distributed_run):
