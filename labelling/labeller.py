@@ -1,0 +1,220 @@
+"""Labels of one report: concepts with certainty, confidence, source and evidence.
+
+Steps (each a module of its own): fold the text (labelling.text), split
+sections, find concept mentions and BI-RADS/TI-RADS scores, find assertion
+cues, give each mention a certainty (labelling.assertion, optionally
+checked by the learned model), then one label per concept:
+
+- a concept named in findings/impression is decided there; mentions in the
+  request (indication) only count when nothing else names the concept, and
+  then as uncertain (a question, not an answer);
+- several mentions: positive > uncertain > historical > negative > family;
+- ``abnormal`` is positive (uncertain) when a finding is; ``normal`` is
+  positive when no finding is positive or uncertain and the report says
+  so (a normal statement, BI-RADS 1, or findings it rules out).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from labelling.assertion import assert_mention
+from labelling.concepts import FINDING_GROUPS, Vocabulary, vocabulary
+from labelling.config import data_dir, load_yaml
+from labelling.cues import Cues, cues
+from labelling.language import detect
+from labelling.scores import find_scores
+from labelling.sections import section_at, splitter
+from labelling.text import Document, fold_phrase
+
+MODEL_NAME = "sta-report-labeller"
+RANK = {"positive": 0, "uncertain": 1, "historical": 2, "negative": 3, "family": 4}
+SKIP_SECTIONS = ("technique", "comparison")
+
+
+@dataclass
+class Evidence:
+    start: int
+    end: int
+    text: str
+    section: str
+    certainty: str
+    cue: str | None = None
+
+
+@dataclass
+class Label:
+    concept: str
+    certainty: str
+    confidence: float
+    source: str  # rule | model
+    model: str
+    model_version: str
+    label: dict[str, str]
+    evidence: list[Evidence] = field(default_factory=list)
+
+    def as_json(self, evidence: bool = True) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "concept": self.concept, "certainty": self.certainty, "confidence": round(self.confidence, 3),
+            "source": self.source, "model": self.model, "model_version": self.model_version,
+        }
+        if evidence:
+            out["evidence"] = [{"start": e.start, "end": e.end, "text": e.text, "section": e.section}
+                               for e in self.evidence]
+        return out
+
+
+@dataclass
+class ReportLabels:
+    language: str
+    labels: list[Label]
+    mentions: list[Evidence]  # every mention with its own certainty (for review and training)
+
+    def by_concept(self) -> dict[str, Label]:
+        return {lab.concept: lab for lab in self.labels}
+
+
+@lru_cache(maxsize=1)
+def _chest_words() -> frozenset[str]:
+    data = load_yaml(data_dir() / "concepts.yaml")
+    return frozenset(fold_phrase(w) for w in data.get("chest_context") or [])
+
+
+def is_chest_text(doc: Document) -> bool:
+    words = _chest_words()
+    return any(w in words for w in re.findall(r"\w+", doc.folded[:4000]))
+
+
+class Labeller:
+    """Rules (and, where it measured better, the learned assertion model)."""
+
+    def __init__(self, vocab: Vocabulary | None = None, cue_sets: Cues | None = None,
+                 model: Any = None, use_model: bool | None = None) -> None:
+        self.vocab = vocab or vocabulary()
+        self.cues = cue_sets or cues()
+        if model is None and use_model is not False:
+            from labelling.model import load_assertion_model
+
+            model = load_assertion_model()
+        self.model = model if (use_model or (use_model is None and model is not None and model.enabled)) else None
+        self.version = f"{self.vocab.version}.{self.cues.version}"
+        if self.model is not None:
+            self.version += f"+{self.model.name}-{self.model.version}"
+
+    def label(self, text: str, language: str | None = None, chest: bool | None = None) -> ReportLabels:
+        doc = Document.of(text)
+        lang = language or detect(text)
+        sections = splitter().split(doc)
+        chest = is_chest_text(doc) if chest is None else chest
+        cue_list = self.cues.by_language[lang].find(doc)
+        mentions: list[tuple[str, Evidence, str]] = []  # (concept, evidence, source)
+
+        for m in self.vocab.mentions(doc, chest=chest):
+            sec = section_at(sections, m.start)
+            if sec in SKIP_SECTIONS:
+                continue
+            a = assert_mention(doc, m.start, m.end, cue_list, self.cues)
+            certainty, source = a.certainty, "rule"
+            if self.model is not None:
+                certainty, source = self.model.decide(doc, m.start, m.end, a, cue_list, lang, sec)
+            certainty = _section_certainty(sec, certainty)
+            if certainty == "hypothetical":
+                continue
+            ev = Evidence(m.start, m.end, text[m.start:m.end], sec, certainty, a.cue.phrase if a.cue else None)
+            mentions.append((m.concept, ev, source))
+            for implied in m.implies:
+                mentions.append((implied, ev, source))
+
+        for s in find_scores(doc, self.vocab):
+            sec = section_at(sections, s.start)
+            ev = Evidence(s.start, s.end, text[s.start:s.end], sec, "positive")
+            mentions.append((s.concept, ev, "rule"))
+            for cid, cert in s.implies:
+                mentions.append((cid, Evidence(s.start, s.end, ev.text, sec, cert), "rule"))
+
+        labels = self._aggregate(mentions)
+        labels = self._derive_status(labels, mentions)
+        return ReportLabels(lang, sorted(labels.values(), key=lambda lab: lab.concept), [e for _c, e, _s in mentions])
+
+    # -- aggregation ------------------------------------------------------
+    def _aggregate(self, mentions: list[tuple[str, Evidence, str]]) -> dict[str, Label]:
+        per: dict[str, list[tuple[Evidence, str]]] = {}
+        for cid, ev, source in mentions:
+            per.setdefault(cid, []).append((ev, source))
+        out: dict[str, Label] = {}
+        for cid, evs in per.items():
+            if cid in ("normal", "abnormal"):
+                continue  # decided by _derive_status
+            decisive = [(e, s) for e, s in evs if e.section != "indication"] or evs
+            best = min(RANK[e.certainty] for e, _s in decisive)
+            chosen = [(e, s) for e, s in decisive if RANK[e.certainty] == best]
+            certainty = chosen[0][0].certainty
+            source = "model" if any(s == "model" for _e, s in chosen) else "rule"
+            out[cid] = Label(cid, certainty, confidence(certainty, source, chosen[0][0].section), source,
+                             MODEL_NAME, self.version, self.vocab.label_text(cid), [e for e, _s in chosen])
+        return out
+
+    def _derive_status(self, labels: dict[str, Label], mentions: list[tuple[str, Evidence, str]]) -> dict[str, Label]:
+        findings = [lab for lab in labels.values()
+                    if self.vocab.group(lab.concept) in FINDING_GROUPS or lab.concept == "malignant"]
+        positive = [lab for lab in findings if lab.certainty == "positive"]
+        uncertain = [lab for lab in findings if lab.certainty == "uncertain"]
+        explicit_abnormal = [e for c, e, _s in mentions if c == "abnormal" and e.certainty == "positive"
+                             and e.section != "indication"]
+        if positive or explicit_abnormal:
+            ev = [e for lab in positive for e in lab.evidence] or explicit_abnormal
+            labels["abnormal"] = Label("abnormal", "positive", confidence("positive", "rule", "derived"), "rule",
+                                       MODEL_NAME, self.version, self.vocab.label_text("abnormal"), ev)
+            return labels
+        if uncertain:
+            ev = [e for lab in uncertain for e in lab.evidence]
+            labels["abnormal"] = Label("abnormal", "uncertain", confidence("uncertain", "rule", "derived"), "rule",
+                                       MODEL_NAME, self.version, self.vocab.label_text("abnormal"), ev)
+            return labels
+        normal_ev = [e for c, e, _s in mentions if c == "normal" and e.certainty == "positive"
+                     and e.section != "indication"]
+        ruled_out = [e for c, e, _s in mentions if e.certainty == "negative" and e.section != "indication"
+                     and (self.vocab.group(c) in FINDING_GROUPS or c == "malignant")]
+        if normal_ev or ruled_out:
+            labels["normal"] = Label("normal", "positive",
+                                     confidence("positive", "rule", "derived" if normal_ev else "ruled_out"),
+                                     "rule", MODEL_NAME, self.version, self.vocab.label_text("normal"),
+                                     normal_ev or ruled_out)
+        return labels
+
+
+def _section_certainty(section: str, certainty: str) -> str:
+    if section == "indication" and certainty in ("positive", "negative"):
+        return "uncertain"
+    if section == "history" and certainty == "positive":
+        return "historical"
+    if section == "recommendation" and certainty == "positive":
+        return "uncertain"
+    return certainty
+
+
+# Confidence of a rule label by certainty, measured as precision on the dev
+# split (labelling/evaluate.py prints it; see /work/notes/issue-13.md).
+RULE_CONFIDENCE = {"positive": 0.95, "negative": 0.95, "uncertain": 0.8, "historical": 0.85, "family": 0.85}
+
+
+def confidence(certainty: str, source: str, section: str) -> float:
+    base = RULE_CONFIDENCE.get(certainty, 0.8)
+    if section == "indication":
+        base -= 0.2
+    elif section == "ruled_out":
+        base -= 0.1
+    return round(max(0.05, min(0.99, base)), 3)
+
+
+@lru_cache(maxsize=1)
+def default_labeller() -> Labeller:
+    return Labeller()
+
+
+def label_report(text: str, language: str | None = None, chest: bool | None = None) -> ReportLabels:
+    """Labels of one report with the default labeller (vocabulary, cues and model of include/)."""
+    return default_labeller().label(text, language, chest)
