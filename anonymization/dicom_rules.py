@@ -17,6 +17,7 @@ from functools import lru_cache
 from pydicom.datadict import keyword_for_tag
 
 from anonymization.annex_e_table import ATTRIBUTES, MASKED
+from anonymization.dicom_elements import TEXT_VRS
 from anonymization.profiles import Profile
 
 # Actions after narrowing.
@@ -24,8 +25,6 @@ KEEP, REMOVE, EMPTY, DUMMY, CLEAN, UID = "K", "X", "Z", "D", "C", "U"
 
 _NARROW = {"X/Z": REMOVE, "X/D": REMOVE, "X/Z/D": REMOVE, "Z/D": EMPTY, "X/Z/U*": UID}
 
-# Value representations that can carry free text, codes or dates.
-TEXT_VRS = frozenset({"AE", "AS", "CS", "DA", "DT", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UR", "UT"})
 DATE_VRS = frozenset({"DA", "DT", "TM"})
 
 

@@ -9,6 +9,7 @@ run.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
@@ -16,7 +17,8 @@ from typing import Any
 from pydicom.dataset import Dataset
 
 from anonymization.dicom_dates import age_years, parse_age, parse_da
-from anonymization.dicom_rules import TEXT_VRS, RuleBook
+from anonymization.dicom_elements import TEXT_VRS
+from anonymization.dicom_rules import RuleBook
 from anonymization.keys import Keyring
 from anonymization.phi_scan import PhiSet
 
@@ -80,25 +82,42 @@ def add_element_phi(
         if vr in TEXT_VRS or vr == "UN":
             for text in values:
                 if "^" in text:
-                    phi.add_name(text)
+                    phi.add_name(text, kind="person_name")
                 elif len(text.strip()) >= 5 and any(ch.isdigit() for ch in text):
-                    phi.add_text(text)
+                    phi.add_text(text, kind="private_identifier")
         return
+    kind = value_kind(keyword, vr)
     if vr == "PN":
         for v in values:
-            phi.add_name(v)
+            phi.add_name(v, kind)
     elif vr == "DA":
         for v in values:
-            phi.add_date(v)
+            phi.add_date(v, kind)
     elif vr == "DT":
         for v in values:
-            phi.add_date(v[:8])
+            phi.add_date(v[:8], kind)
     elif vr == "TM":
         for v in values:
             phi.add_time(v)
     elif vr in TEXT_VRS and keyword in IDENTIFIER_KEYWORDS:
         for v in values:
-            phi.add_text(v, weak=keyword in WEAK_KEYWORDS)
+            phi.add_text(v, weak=keyword in WEAK_KEYWORDS, kind=kind)
+
+
+_KIND_BY_KEYWORD = {"PatientName": "patient_name", "PatientBirthDate": "birth_date", "PatientID": "patient_id",
+                    "OtherPatientIDs": "patient_id", "AccessionNumber": "accession_number"}
+
+
+def value_kind(keyword: str, vr: str) -> str:
+    """The kind of an identifying value, as named in quarantine reasons (never the value itself)."""
+    kind = _KIND_BY_KEYWORD.get(keyword)
+    if kind:
+        return kind
+    if vr == "PN":
+        return "person_name"
+    if vr in ("DA", "DT"):
+        return "date"
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", keyword).lower() or "identifier"
 
 
 def collect_phi(ds: Dataset, rules: RuleBook, phi: PhiSet) -> None:
@@ -156,7 +175,7 @@ def read_identity(
         phi = PhiSet()
         collect_phi(ds, rules, phi)
     if doc:
-        phi.add_text(doc[2])
+        phi.add_text(doc[2], kind="patient_id")
     accession = str(ds.get("AccessionNumber", "") or "").strip() or None
     return PatientIdentity(token, offset, age, sex if sex in ("M", "F", "O") else None, birth_year, phi, accession)
 

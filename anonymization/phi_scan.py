@@ -1,10 +1,22 @@
-"""Residual-PHI scan: look for a file's own original identifiers in its output.
+"""A file's own identifying values, and the one rule that finds them in any written form.
 
 The de-identifier collects every identifying value it saw in the input (names
-in all their spellings, IDs, addresses, dates in the formats people write
-them) and searches the output for them, decoded and as raw bytes in the file's
-character set. Any hit refuses publication: the rules may have a gap, the
-scan is the second line that catches it (fail closed).
+in all their spellings, IDs, addresses, dates) into a :class:`PhiSet`. The
+same set answers two questions with the same rule (:meth:`PhiSet.find`):
+
+* the cleaner: which spans of a kept text value must go (descriptions, code
+  meanings, SR text, comments, safe-listed private values);
+* the verifier: does anything identifying survive in the output (fail closed).
+
+Forms matched (issue 10.1): case, accents, punctuation and separators ignored;
+IDs by their digits alone (``CC 52.318.907`` for ``52318907``, a CPF with or
+without dots); dates in numeric and written forms in es/pt/en (``3 de julio de
+1958``, ``3 Jul 1958``, ``03/07/58``) through the report scrubber's date
+recogniser; name parts of any length, in any character set (CJK and other
+scripts written without spaces are matched as substrings), transliterated
+with anyascii. Context narrows the rule where DICOM itself writes words and
+numbers: coded strings and device fields are searched only for values that
+are not DICOM vocabulary, numbers only for whole identifiers.
 """
 
 from __future__ import annotations
@@ -14,6 +26,10 @@ import re
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import date
+from functools import lru_cache
+
+from anyascii import anyascii
 
 from anonymization.dicom_dates import parse_da
 
@@ -22,10 +38,21 @@ _STOPWORDS = frozenset(
     {"NONE", "UNKNOWN", "ANONYMOUS", "ANON", "REMOVED", "NULL", "TEST", "HOSPITAL", "CLINICA",
      "CLINIC", "MEDICAL", "CENTER", "CENTRO", "DOCTOR", "RADIOLOGIA", "RADIOLOGY", "DEPARTMENT"}
 )
+# Name particles: parts of a name, never searched alone.
+_PARTICLES = frozenset({"DE", "DEL", "LA", "LAS", "LOS", "DA", "DAS", "DO", "DOS", "Y", "E", "VAN", "VON", "DER",
+                        "DI", "DU", "LE", "EL", "MC", "MAC", "ST", "JR", "SR", "II", "III", "IV", "MR", "MRS",
+                        "MS", "DR", "DRA", "SRA", "PROF"})
 MIN_LEN = 4
-
+NAME_KINDS = frozenset({"patient_name", "person_name"})
+MIN_ID_DIGITS = 5  # digits-only form of an identifier (shorter ones collide with measurements)
 
 _NON_WORD = re.compile(r"[\W_]+")
+_WORD = re.compile(r"[^\W_]+")
+_DIGIT_RUN = re.compile(r"\d+(?:[ .\-/]{1,2}\d+)*")
+# Scripts written without spaces between words: names are substrings there.
+_UNSPACED = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\u0e00-\u0e7f\uf900-\ufaff]")
+
+Hit = tuple[str, int, int]  # (kind, start, end) in the searched text
 
 
 def _strip_combining(text: str) -> str:
@@ -45,6 +72,10 @@ def normalise(value: str) -> str:
         return _NON_WORD.sub(" ", value.upper()).strip()
     stripped = _strip_combining(unicodedata.normalize("NFKD", value))
     return _NON_WORD.sub(" ", stripped.upper()).strip()
+
+
+def _fold_word(word: str) -> str:
+    return normalise(word).replace(" ", "")
 
 
 class TermMatcher:
@@ -110,62 +141,130 @@ def name_variants(pn: str) -> set[str]:
             # byte); not for codes standing in for a name ("PANCREAS_0001"), whose words are not names
             if not any(ch.isdigit() for ch in c):
                 out.update(normalise(c).split())
+    out.discard("")
     return out
+
+
+@lru_cache(maxsize=1)
+def dicom_vocabulary() -> frozenset[str]:
+    """Words DICOM itself writes: attribute names, UID names, SR concept meanings (upper case).
+
+    A value such as ``ORIGINAL`` in ImageType or ``HEAD`` in a code meaning is
+    the standard's word, not a person's, even when someone is called that:
+    coded strings and device fields are searched only for values outside
+    this vocabulary. Built from pydicom's dictionaries (thousands of words),
+    once per process.
+    """
+    from pydicom._uid_dict import UID_dictionary
+    from pydicom.datadict import DicomDictionary
+
+    words: set[str] = set()
+    for v in DicomDictionary.values():
+        words.update(_WORD.findall(v[2].upper()))
+    for v in UID_dictionary.values():
+        words.update(_WORD.findall(str(v[0]).upper()))
+    try:
+        from pydicom.sr._concepts_dict import concepts
+    except ImportError:  # pragma: no cover - older pydicom
+        concepts = {}
+    for schemes in concepts.values():
+        for codes in schemes.values():
+            for meaning, _cids in codes.values():
+                words.update(_WORD.findall(str(meaning).upper()))
+    return frozenset(w for w in words if not w.isdigit())
 
 
 @dataclass
 class PhiSet:
-    """The identifying values of one input, in normalised form."""
+    """The identifying values of one input, in the forms :meth:`find` matches."""
 
     values: set[str] = field(default_factory=set)
     raw: set[str] = field(default_factory=set)  # as written, for reports and byte search
     # Institution and station names: identifying, but vendors' test files often
     # name the vendor as the institution; they are not searched in device fields.
     weak: set[str] = field(default_factory=set)
+    kinds: dict[str, str] = field(default_factory=dict)  # normalised term -> kind of value
+    digits: dict[str, str] = field(default_factory=dict)  # digits-only identifier -> kind
+    dates: dict[date, str] = field(default_factory=dict)  # calendar dates -> kind
+    unspaced: dict[str, str] = field(default_factory=dict)  # CJK/Thai names (substring search) -> kind
     # Matchers and patterns built from the sets, dropped whenever a value is added.
     _cache: dict[tuple[str, bool, int], object] = field(default_factory=dict, repr=False, compare=False)
 
-    def add_text(self, value: str, *, weak: bool = False) -> None:
+    # -- collecting --------------------------------------------------------------------------
+    def _term(self, term: str, kind: str, *, weak: bool = False) -> None:
+        if not term:
+            return
+        (self.weak if weak else self.values).add(term)
+        self.kinds.setdefault(term, kind)
+
+    def add_text(self, value: str, *, weak: bool = False, kind: str = "identifier") -> None:
         value = str(value).strip()
         if not value:
             return
         self._cache.clear()
         self.raw.add(value)
-        (self.weak if weak else self.values).add(normalise(value))
+        self._term(normalise(value), kind, weak=weak)
+        digits = re.sub(r"\D", "", value)
+        if not weak and len(digits) >= MIN_ID_DIGITS and len(digits) >= len(re.sub(r"\W", "", value)) - 3:
+            self.digits.setdefault(digits, kind)  # an ID written with other separators or a prefix
+        self._add_unspaced(value, kind)
 
-    def add_name(self, pn: str) -> None:
-        if str(pn).strip():
-            self._cache.clear()
-            self.raw.add(str(pn).strip())
-            self.values.update(name_variants(str(pn)))
+    def add_name(self, pn: str, kind: str = "person_name") -> None:
+        pn = str(pn).strip()
+        if not pn:
+            return
+        self._cache.clear()
+        self.raw.add(pn)
+        variants = name_variants(pn)
+        if not pn.isascii():  # transliterated: Müller/MULLER, Иванов/IVANOV, 山田/SHANTIAN
+            variants |= name_variants(anyascii(pn))
+        for v in variants:
+            if v in _PARTICLES or (len(v) == 1 and v.isascii()):
+                continue
+            self._term(v, kind)
+        for group in pn.split("="):
+            for comp in group.split("^"):
+                self._add_unspaced(comp, kind)
 
-    def add_date(self, value: str) -> None:
-        if value.strip():
-            self._cache.clear()
-            self.raw.add(value.strip())
-            self.values.update(date_variants(value))
+    def add_date(self, value: str, kind: str = "date") -> None:
+        value = value.strip()
+        if not value:
+            return
+        self._cache.clear()
+        self.raw.add(value)
+        for v in date_variants(value):
+            self._term(v, kind)
+        d = parse_da(value)
+        if d is not None:
+            self.dates.setdefault(d, kind)
 
     def add_time(self, value: str) -> None:
         digits = re.sub(r"[^0-9]", "", value.split(".")[0])
         if len(digits) == 6:
             self._cache.clear()
-            self.values.add(digits)
+            self._term(digits, "time")
 
-    def searchable(self, include_weak: bool = True, min_digits: int = MIN_LEN) -> list[str]:
+    def _add_unspaced(self, value: str, kind: str) -> None:
+        for run in re.findall(r"[^\W\d_]+", value):
+            if _UNSPACED.search(run) and len(run) >= 2:
+                self.unspaced.setdefault(run, kind)
+
+    # -- matching ----------------------------------------------------------------------------
+    def searchable(self, include_weak: bool = True, min_digits: int = MIN_LEN, min_len: int = MIN_LEN) -> list[str]:
         pool = self.values | self.weak if include_weak else self.values
         return sorted(
             v
             for v in pool
-            if len(v.replace(" ", "")) >= MIN_LEN
+            if len(v.replace(" ", "")) >= min_len
             and v not in _STOPWORDS
             and (not v.replace(" ", "").isdigit() or len(v.replace(" ", "")) >= min_digits)
         )
 
-    def matcher(self, include_weak: bool = True, min_digits: int = MIN_LEN) -> TermMatcher | None:
+    def matcher(self, include_weak: bool = True, min_digits: int = MIN_LEN, min_len: int = MIN_LEN) -> TermMatcher | None:
         """The searchable values as a :class:`TermMatcher` (memoised until the set changes)."""
-        key = ("m", include_weak, min_digits)
+        key = ("m", include_weak, min_digits * 100 + min_len)
         if key not in self._cache:
-            terms = self.searchable(include_weak, min_digits)
+            terms = self.searchable(include_weak, min_digits, min_len)
             self._cache[key] = TermMatcher(terms) if terms else None
         return self._cache[key]  # type: ignore[return-value]
 
@@ -183,8 +282,106 @@ class PhiSet:
                 self._cache[key] = re.compile(rf"(?<![^\W_])(?:{alternation})(?![^\W_])")
         return self._cache[key]  # type: ignore[return-value]
 
+    def _word_terms(self, context: str) -> dict[tuple[str, ...], str]:
+        """Terms as word tuples for positional matching, narrowed by context (memoised)."""
+        key = ("w", False, {"text": 0, "coded": 1, "device": 2}.get(context, 0))
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached  # type: ignore[return-value]
+        vocab = dicom_vocabulary() if context in ("coded", "device") else frozenset()
+        out: dict[tuple[str, ...], str] = {}
+        pool = self.values if context == "device" else self.values | self.weak
+        for term in pool:
+            if term in _STOPWORDS or term in _PARTICLES:
+                continue
+            words = tuple(term.split(" "))
+            flat = "".join(words)
+            kind = self.kinds.get(term, "identifier")
+            if len(flat) < MIN_LEN and (flat.isdigit() or kind not in NAME_KINDS):
+                continue  # short numbers (measurements, counts) and short codes; short NAMES are searched
+            if context != "text" and (len(flat) < MIN_LEN or (len(words) == 1 and flat in vocab)):
+                continue  # DICOM's own words and short name parts in coded/device values
+            out[words] = kind
+        self._cache[key] = out
+        return out
+
+    def find(self, text: str, context: str = "text", language: str | None = None) -> list[Hit]:
+        """Spans of ``text`` holding one of this file's identifying values, in any form.
+
+        ``context``: ``"text"`` (descriptions, comments, code meanings, private
+        text: every form), ``"coded"`` (CS values: not DICOM's own words, no
+        short name parts), ``"device"`` (manufacturer/model/software: strong
+        values only), ``"number"`` (DS/IS/binary numbers: whole identifiers only).
+        """
+        if not text:
+            return []
+        hits: list[Hit] = []
+        if context == "number":
+            digits = re.sub(r"\D", "", text)
+            for part in re.split(r"\\", text):
+                d = re.sub(r"\D", "", part.split(".")[0])
+                if len(d) >= 6 and d in self.digits:
+                    hits.append((self.digits[d], 0, len(text)))
+            return hits if digits else []
+        terms = self._word_terms(context)
+        if terms:
+            words = [(m.group(), m.start(), m.end()) for m in _WORD.finditer(text)]
+            folded = [_fold_word(w) for w, _s, _e in words]
+            lengths = sorted({len(t) for t in terms})
+            for i in range(len(folded)):
+                for n in lengths:
+                    if i + n > len(folded):
+                        break
+                    kind = terms.get(tuple(folded[i : i + n]))
+                    if kind is not None:
+                        hits.append((kind, words[i][1], words[i + n - 1][2]))
+        if self.digits:
+            for m in _DIGIT_RUN.finditer(text):
+                run = m.group()
+                flat = re.sub(r"\D", "", run)
+                if len(flat) < MIN_ID_DIGITS:
+                    continue
+                for digits, kind in self.digits.items():
+                    if digits in flat and (len(digits) >= 6 or flat == digits):
+                        hits.append((kind, m.start(), m.end()))
+                        break
+        if self.unspaced and context != "device":
+            for name, kind in self.unspaced.items():
+                start = text.find(name)
+                while start >= 0:
+                    hits.append((kind, start, start + len(name)))
+                    start = text.find(name, start + 1)
+        if self.dates and context == "text" and any(c.isdigit() for c in text):
+            from anonymization.recognizers.dates import find_dates
+
+            for lang in ((language,) if language else ("es", "pt", "en")):
+                for dm in find_dates(text, lang):
+                    if dm.date is not None and dm.date in self.dates and not dm.partial:
+                        hits.append((self.dates[dm.date], dm.start, dm.end))
+        return hits
+
+    def found(self, text: str, context: str = "text") -> list[str]:
+        """Kinds of value found in ``text`` (the verifier's question)."""
+        return sorted({k for k, _s, _e in self.find(text, context)})
+
 
 DEVICE_FIELDS = frozenset({"Manufacturer", "ManufacturerModelName", "SoftwareVersions"})
+
+
+def remove_spans(text: str, hits: list[Hit]) -> str:
+    """``text`` without the hit spans, spaces collapsed (what a cleaned descriptor keeps)."""
+    if not hits:
+        return text
+    out, pos = [], 0
+    for _k, s, e in sorted(hits, key=lambda h: (h[1], -h[2])):
+        if s < pos:
+            s = pos
+        if e <= s:
+            continue
+        out.append(text[pos:s])
+        pos = e
+    out.append(text[pos:])
+    return re.sub(r"\s{2,}", " ", "".join(out)).strip(" ,;:-")
 
 
 def scan_texts(phi: PhiSet, texts: Iterable[tuple[str, str]]) -> list[str]:
@@ -193,11 +390,10 @@ def scan_texts(phi: PhiSet, texts: Iterable[tuple[str, str]]) -> list[str]:
     Each text is searched on its own (a name split across two attributes is
     not a hit); device fields (Retain Device Identity) only for strong values.
     """
-    strong, full = phi.matcher(include_weak=False), phi.matcher()
     hits = []
     for where, text in texts:
-        matcher = strong if where.rsplit(".", 1)[-1] in DEVICE_FIELDS else full
-        if matcher is not None and matcher.search(text):
+        context = "device" if where.rsplit(".", 1)[-1] in DEVICE_FIELDS else "text"
+        if phi.find(text, context):
             hits.append(where)
     return hits
 

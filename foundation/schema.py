@@ -101,7 +101,7 @@ LABELS = pa.schema(
 
 # One row per de-identified DICOM file, written by the deidentify stage into
 # the run folder (``rows/dicom-NNNNN.parquet``) and read by the tables stage.
-# The fields are those of ``anonymization.dicom_deid.DeidResult`` (same names)
+# The fields are those of ``anonymization.dicom.DeidResult`` (same names)
 # plus ``path``, the staged file relative to ``staged_dicom/``.
 DICOM_ROW = pa.schema(
     [
@@ -129,6 +129,7 @@ DICOM_ROW = pa.schema(
         ("birth_year", pa.int32()),
         ("manufacturer", pa.string()),
         ("manufacturer_model", pa.string()),
+        ("profile", pa.string()),  # the de-identification profile chosen for this file (issue 16.3)
     ]
 )
 

@@ -77,7 +77,8 @@ def output_text(ds: Dataset) -> str:
             if e.VR == "SQ":
                 for item in e.value or []:
                     walk(item)
-            elif e.VR not in ("OB", "OW", "OF", "OD", "OL", "UN", "UI", "DS", "IS", "US", "SS", "UL", "SL", "FL", "FD", "AT"):
+            elif e.VR not in ("OB", "OW", "OF", "OD", "OL", "UN", "UI", "DS", "IS", "US", "SS", "UL", "SL", "FL", "FD", "AT", "CS"):
+                # CS: coded strings are DICOM's defined terms (ValueType TEXT, ImageType ORIGINAL), not names
                 parts.append(str(e.value))
 
     walk(ds)
@@ -142,7 +143,8 @@ def test_real_world_files_leave_no_identity_behind(deid, tmp_path):
         assert "113100" in codes and "113107" in codes
     # US/OT/SC/NM secondary captures are at risk of burned-in text: without the OCR
     # cleaner (this test) they must be refused, never published.
-    assert published >= 45, (published, reasons)
+    # (the pixel-risk rule now also sends DERIVED/SECONDARY/SCREEN SAVE images to OCR)
+    assert published >= 25, (published, reasons)
     assert reasons["burned_in_text"] >= 50
     assert set(reasons) <= {"burned_in_text", "dicomdir", "not_dicom", "truncated", "residual_phi", "write_error",
                             "unreadable_element"}
@@ -227,7 +229,8 @@ def test_planted_phi_in_sequences_private_tags_and_descriptions_is_removed(deid,
     assert out.PatientSex == "M" and out.PatientAge == "096Y"  # kept characteristics, age from birth date
     assert "TORAX" in out.StudyDescription  # clean descriptors keeps the useful words
     assert out.ReferencedImageSequence[0].ReferencedSOPInstanceUID == Keyring(KEY).uid("1.2.3.4.5.6.2")
-    assert "ImageComments" not in out  # free text is removed, not cleaned
+    # free text is scrubbed with surrogates (issue 10.1), not blanked: the sentence stays readable
+    assert "paciente" in out.ImageComments and "778899" not in out.ImageComments
     assert out.ReferringPhysicianName != "BUENDÍA^AURELIANO"
 
 
@@ -379,7 +382,9 @@ def test_cli_refuses_without_a_key_and_prints_a_summary(tmp_path):
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert summary["input"] == 2 and summary["published"] == 1 and summary["by_reason"] == {"not_dicom": 1}
-    assert (tmp_path / "out" / "a" / "x.dcm").exists()
+    # outputs are named by their new UIDs, never by input folder or file names
+    outputs = list((tmp_path / "out").rglob("*.dcm"))
+    assert len(outputs) == 1 and "x.dcm" not in str(outputs[0]) and outputs[0].name.startswith("2.25.")
     assert json.loads((tmp_path / "q" / "a" / "junk.dcm.reason.json").read_text())["code"] == "not_dicom"
     assert src.exists()
 

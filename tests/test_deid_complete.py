@@ -266,7 +266,7 @@ def test_fast_reader_and_pydicom_reader_agree_byte_for_byte(tmp_path):
     Same quarantine reason, or the same output bytes; and the fast reader is
     what actually reads most of them (it declines only unusual files).
     """
-    from anonymization.dicom_elements import Unsupported, read_header
+    from anonymization.dicom.readers import Unsupported, read_fast as read_header
     from test_deid import real_world_files
 
     fast = build_deidentifier(DeidSettings("latam", {"options": {"clean_pixel_data": False}}, clean_pixels=False), KEY)
