@@ -98,6 +98,24 @@ class PixelRisk(BaseModel):
 PixelPolicy = PixelRisk  # the section's former name (still accepted as ``pixel_policy:``)
 
 
+class PerFileRule(BaseModel):
+    """``when`` (header keyword -> accepted values, upper case; BodyPartExamined also matches the
+    body region) then ``profile``: data, so a new modality/region override is a new YAML line."""
+
+    model_config = ConfigDict(extra="forbid")
+    when: dict[str, list[str]]
+    profile: str
+
+    def matches(self, header: Any) -> bool:
+        for kw, wanted in self.when.items():
+            value = header.get(kw, None)
+            values = value if isinstance(value, (list, tuple)) else [value]
+            got = {str(v).strip().upper() for v in values if v not in (None, "")}
+            if not got & {w.upper() for w in wanted}:
+                return False
+        return True
+
+
 class Profile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -111,6 +129,17 @@ class Profile(BaseModel):
     pixel_risk: PixelRisk = Field(default_factory=PixelRisk)
     age_cap: int | None = Field(default=None, ge=1, le=130)
     date_shift_range_days: tuple[int, int] = (-3650, -366)
+    # (deid-core) How dates leave: "shift" (one offset per patient token, PS3.15 option 113107,
+    # an expert-determination choice under HIPAA) or "year" (HIPAA Safe Harbor: the year alone).
+    date_mode: Literal["shift", "year"] = "shift"
+    # Free text (LT/ST/UT: comments, SR text) the rules keep: scrubbed with surrogates, or removed.
+    free_text: Literal["scrub", "remove"] = "scrub"
+    # The jurisdiction whose law the profile implements ("latam", "us"): partners of a country
+    # may only use profiles of their jurisdiction (checked when the partner file is loaded).
+    jurisdiction: str = "latam"
+    # Per-file overrides (issue 16.3), first match wins: a file whose header matches ``when``
+    # is de-identified with ``profile`` (e.g. mammography, ultrasound) instead of this one.
+    per_file: list["PerFileRule"] = Field(default_factory=list)
 
     @model_validator(mode="before")
     @classmethod
@@ -190,3 +219,27 @@ def _load_cached(name: str, overrides_yaml: str, where: str) -> Profile:
 def load_profile(name: str, overrides: dict[str, Any] | None = None, where: str = "profile") -> Profile:
     """Resolve ``name`` (and its ``extends`` chain) plus partner overrides."""
     return _load_cached(name, yaml.safe_dump(overrides or {}, sort_keys=True), where)
+
+
+# (deid-core) The profile a partner gets when its file names none, by country (ISO 3166 alpha-2).
+DEFAULT_PROFILE_BY_COUNTRY = {"us": "us_hipaa"}
+DEFAULT_PROFILE = "latam"
+
+
+def default_profile(country: str) -> str:
+    return DEFAULT_PROFILE_BY_COUNTRY.get(country, DEFAULT_PROFILE)
+
+
+def check_jurisdiction(country: str, profile: Profile, where: str, overrides: dict[str, Any] | None = None) -> None:
+    """A US partner's files follow HIPAA (issue 10.7): its profile, and every per-file override the
+    profile can choose, must be a US one (``jurisdiction: us``); raises :class:`ProfileError`."""
+    if country != "us":
+        return
+    names = [profile.name] + [rule.profile for rule in profile.per_file]
+    for name in names:
+        p = profile if name == profile.name else load_profile(name, overrides, where=where)
+        if p.jurisdiction != "us":
+            raise ProfileError(
+                f"{where}: profile: a partner whose country is 'us' must use a US (HIPAA) profile; "
+                f"{name!r} is a {p.jurisdiction!r} profile (use us_hipaa, or us_hipaa_expert for date shifting)"
+            )
