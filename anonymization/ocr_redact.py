@@ -195,6 +195,7 @@ class FrameCleaner:
         self.passes = 1
         self.redacted: list[int] = []
         self._calls0 = self.reader.calls
+        self.last_ops: list[tuple[str, Any]] = []
 
     # -- reading ----------------------------------------------------------------
     def _read(self, g: np.ndarray) -> list[_Read]:
@@ -285,6 +286,11 @@ class FrameCleaner:
         return ops
 
     def _apply(self, frame: np.ndarray, ops: list[tuple[str, Any]]) -> None:
+        self._apply_ops(frame, ops, self.margin, self.black)
+
+    @staticmethod
+    def _apply_ops(frame: np.ndarray, ops: list[tuple[str, Any]], margin: int, black: Any) -> None:
+        """Black out the redaction operations (rectangles; polygons for words read tilted)."""
         h, w = frame.shape[:2]
         polys = [o[1] for o in ops if o[0] == "poly"]
         if polys:
@@ -293,14 +299,14 @@ class FrameCleaner:
             mask = Image.new("L", (w, h), 0)
             d = ImageDraw.Draw(mask)
             for p in polys:
-                d.polygon(p, fill=255, outline=255, width=2 * self.margin + 1)
-            frame[np.asarray(mask) > 0] = self.black
+                d.polygon(p, fill=255, outline=255, width=2 * margin + 1)
+            frame[np.asarray(mask) > 0] = black
         for kind, box in ops:
             if kind == "rect":
                 x0, y0, x1, y1 = (int(v) for v in box)
                 x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
                 if x1 > x0 and y1 > y0:
-                    frame[y0:y1, x0:x1, ...] = self.black
+                    frame[y0:y1, x0:x1, ...] = black
 
     def clean(self, frame: np.ndarray, photometric: str, index: int | None = None, *, audit: bool = False) -> bool:
         """Clean ``frame`` in place (a writable array); True when it was changed.
@@ -319,6 +325,7 @@ class FrameCleaner:
             self.distinct += 1
             ops = self._decide(frame, photometric, audit)
             self._decided[digest] = ops
+        self.last_ops = ops
         if ops:
             self._apply(frame, ops)
             self.boxes += len(ops)
