@@ -11,23 +11,50 @@ from __future__ import annotations
 
 import os
 from datetime import timedelta
+from pathlib import Path
 
 import pendulum
-from airflow.sdk import DAG
+from airflow.sdk import DAG, Param
 
 from operators import partner_tasks as t
 from operators.placement import partner_task_defaults
-from foundation.partners import load_partners
+from foundation.partners import load_partners_checked
 
-# Two minutes in production; the demo and tests set it to seconds.
-RETRY_DELAY_SECONDS = int(os.environ.get("STA_RETRY_DELAY_SECONDS", "120"))
+# Retries are for accidents (a dropped connection, a full disk freed later): 30 s, then
+# doubling. Misconfigurations (bad YAML, missing connection) fail at once, not retried.
+# The demo and tests set seconds.
+RETRY_DELAY_SECONDS = int(os.environ.get("STA_RETRY_DELAY_SECONDS", "30"))
+
+# The Trigger form of an ad-hoc run: passed to the pull (transforms.pull.PullOptions).
+PARAMS = {
+    "full_resync": Param(False, type="boolean", title="Re-pull everything",
+                         description="Fetch every file again, even unchanged ones (e.g. after a profile fix)."),
+    "subfolder": Param(None, type=["null", "string"], title="Only this sub-folder",
+                       description="A folder of the source, relative to its root (e.g. 2026/03)."),
+    "since": Param(None, type=["null", "string"], format="date-time", title="Only files modified since",
+                   description="ISO date/time; older files are left for a scheduled run."),
+    "dry_run": Param(False, type="boolean", title="Dry run",
+                     description="List and decide only: count what would be fetched; fetch and publish nothing."),
+}
+
+
+RUNBOOK = (Path(__file__).resolve().parent.parent / "docs" / "runbook.md").read_text(encoding="utf-8")
+
+
+def _schedule(partner):  # noqa: ANN001, ANN202
+    """Reactive partners run when new files have stopped changing (a watcher in the triggerer); others on their cron."""
+    if partner.reactive:
+        from sta_reactive import incoming_asset  # plugins/ is on sys.path in every Airflow process
+
+        return [incoming_asset(partner)]
+    return partner.schedule
 
 
 def build_dag(partner) -> DAG:  # noqa: ANN001
     with DAG(
         dag_id=partner.dag_id,
         description=f"Ingest {partner.name} ({partner.country}) into its de-identified store",
-        schedule=partner.schedule,
+        schedule=_schedule(partner),
         start_date=pendulum.datetime(2026, 1, 1, tz=partner.timezone),  # cron read in the partner's zone
         catchup=False,
         max_active_runs=1,
@@ -36,20 +63,23 @@ def build_dag(partner) -> DAG:  # noqa: ANN001
             "owner": partner.owner,
             "retries": partner.retries,
             "retry_delay": timedelta(seconds=RETRY_DELAY_SECONDS),
+            "retry_exponential_backoff": 2.0,
+            "max_retry_delay": timedelta(minutes=10),
             **partner_task_defaults(partner),
         },
-        doc_md=__doc__,
+        params=PARAMS,
+        doc_md=RUNBOOK,
     ) as dag:
         pid = partner.id
         classified = t.classify(pid, t.pull(pid))
         dicom_batches = t.batches.override(task_id="dicom_batches")(classified, "dicom")
         report_batches = t.batches.override(task_id="report_batches")(classified, "report")
         slots = partner.execution.concurrency  # sized to the partner's workers
-        dicom = t.deidentify.override(max_active_tis_per_dagrun=slots).partial(partner_id=pid).expand(
+        dicom = t.deidentify.override(max_active_tis_per_dagrun=slots, doc_md=t.deidentify.function.__doc__).partial(partner_id=pid).expand(
             batch=dicom_batches)
         joined = t.dicom_done()
         dicom >> joined
-        texts = t.reports.override(max_active_tis_per_dagrun=slots).partial(partner_id=pid).expand(
+        texts = t.reports.override(max_active_tis_per_dagrun=slots, doc_md=t.reports.function.__doc__).partial(partner_id=pid).expand(
             batch=report_batches)
         joined >> texts
         tables = t.build_tables(pid)
@@ -59,5 +89,5 @@ def build_dag(partner) -> DAG:  # noqa: ANN001
     return dag
 
 
-for _partner in load_partners():
+for _partner in load_partners_checked()[0]:  # a bad partner file: see partner_config_errors.py
     globals()[_partner.dag_id] = build_dag(_partner)

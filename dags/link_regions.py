@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from airflow.sdk import DAG, Asset, AssetAny, task
 
 from operators.partner_tasks import published_asset as publication_asset
-from foundation.partners import load_partners
+from foundation.partners import load_partners_checked
 
 
 def build_link_dag(region: str, partner_ids: list[str]) -> DAG:
@@ -27,6 +27,7 @@ def build_link_dag(region: str, partner_ids: list[str]) -> DAG:
         start_date=datetime(2025, 1, 1),
         catchup=False,
         max_active_runs=1,
+        is_paused_upon_creation=False,  # published data must reach search without a manual step
         tags=["linking", f"region:{region}"],
         default_args={"owner": "data-engineering", "retries": 2, "retry_delay": timedelta(minutes=1),
                       "queue": f"region-{region}"},
@@ -44,7 +45,7 @@ def build_link_dag(region: str, partner_ids: list[str]) -> DAG:
 
 
 _by_region: dict[str, list[str]] = defaultdict(list)
-for _partner in load_partners():
+for _partner in load_partners_checked()[0]:  # a bad partner file: see partner_config_errors.py
     _by_region[_partner.region].append(_partner.id)
 
 for _region, _ids in sorted(_by_region.items()):

@@ -110,6 +110,13 @@ class PartnerConfig(BaseModel):
     notify: list[str] = Field(default_factory=list)
     timezone: str = Field(default="UTC", description="IANA zone the schedule is read in, e.g. America/Bogota")
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
+    # Reactive syncs (issue 16.2): a run when new files have stopped changing at the source, not on the clock.
+    reactive: bool = False
+    reactive_poll_seconds: float = Field(default=10, ge=1, le=3600)
+    reactive_stable_seconds: float = Field(default=30, ge=0, le=86_400)
+    # Quarantine (issue 11.5): how long refused originals are kept, and whether at all.
+    quarantine_retention_days: int = Field(default=30, ge=0, le=3650)
+    quarantine_originals: Literal["encrypted", "delete"] = "encrypted"
 
     @field_validator("timezone")
     @classmethod
@@ -187,6 +194,23 @@ def load_partners(directory: Path | None = None) -> list[PartnerConfig]:
     return [load_partner(p) for p in sorted(directory.glob("*.yaml"))]
 
 
+def load_partners_checked(directory: Path | None = None) -> tuple[list[PartnerConfig], dict[str, str]]:
+    """Every partner file that loads, and for each one that doesn't, its error (file and field).
+
+    For the DAG factories: one malformed file must break only its own partner;
+    the errors are raised by ``dags/partner_config_errors.py`` so Airflow shows
+    them as that file's import error.
+    """
+    good: list[PartnerConfig] = []
+    errors: dict[str, str] = {}
+    for path in sorted(Path(directory or partners_dir()).glob("*.yaml")):
+        try:
+            good.append(load_partner(path))
+        except ConfigError as exc:
+            errors[str(path)] = str(exc)
+    return good, errors
+
+
 def get_partner(partner_id: str, directory: Path | None = None) -> PartnerConfig:
     directory = Path(directory or partners_dir())
     path = directory / f"{partner_id}.yaml"
@@ -197,4 +221,4 @@ def get_partner(partner_id: str, directory: Path | None = None) -> PartnerConfig
 
 
 __all__ = ["PARTNERS_DIR", "ConfigError", "IdentityConfig", "PartnerConfig", "SourceConfig", "get_partner",
-           "load_partner", "load_partners"]
+           "load_partner", "load_partners", "load_partners_checked"]

@@ -8,10 +8,23 @@ verdict (the gate's refusal, an unbalanced ledger) becomes
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from airflow.sdk import Asset, task
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk import Asset, get_current_context, task
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+log = logging.getLogger("sta.run")
+
+
+def _quiet_libraries() -> None:
+    """Task logs say what happened to each file, not what a library registered (GX: 214 of 227 lines)."""
+    for name in ("great_expectations", "presidio-analyzer", "presidio_analyzer", "presidio-image-redactor",
+                 "pytesseract", "PIL", "urllib3", "botocore", "paramiko"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+_quiet_libraries()
 
 
 def published_asset(region: str, partner_id: str) -> Asset:
@@ -37,13 +50,33 @@ def _ctx(partner_id: str, run_id: str | None) -> Any:
 
 @task
 def pull(partner_id: str, run_id: str | None = None) -> dict[str, Any]:
-    from pipeline import pull as stage
+    """**pull**: copy new and changed files from the partner's source into its landing area.
 
-    return stage.run(_ctx(partner_id, run_id), airflow_connections)
+    Incremental (the partner's sync state), verified (size, the source's checksum), one
+    pull per partner at a time (a lock: a manual run and a scheduled one never split the
+    files). The Trigger form's options (re-pull everything, one sub-folder, since a date,
+    dry run) apply here. Log: one line per file, by landing id. A missing connection or a
+    bad partner file fails at once, without retries.
+    """
+    from foundation.partners import ConfigError
+    from pipeline import pull as stage
+    from transforms.pull import ConnectionNotFound, PullOptions
+
+    try:
+        options = PullOptions.from_params(get_current_context().get("params"))
+        ctx = _ctx(partner_id, run_id)
+        out = stage.run(ctx, airflow_connections, options)
+    except (ConfigError, ConnectionNotFound, ValueError) as exc:
+        raise AirflowFailException(f"misconfiguration, not retried: {exc}") from exc
+    log.info("pull summary: fetched %d, rejected %d, failed %d%s", out["fetched"], out["rejected"], out["failed"],
+             f", dry run would fetch {out['would_fetch']}" if options.dry_run else "")
+    return out
 
 
 @task
 def classify(partner_id: str, _pulled: dict[str, Any], run_id: str | None = None) -> dict[str, Any]:
+    """**classify**: sort the landed files into DICOM and report batches; quarantine the rest
+    (empty, unsupported type) with a reason code. Log: one line per quarantined file."""
     from pipeline import classify as stage
 
     return stage.run(_ctx(partner_id, run_id))
@@ -57,6 +90,9 @@ def batches(classified: dict[str, Any], kind: str) -> list[int]:
 
 @task(max_active_tis_per_dagrun=4)
 def deidentify(partner_id: str, batch: int, run_id: str | None = None) -> dict[str, Any]:
+    """**deidentify[batch]**: one mapped task per batch of DICOM files: PS3.15 Annex E profile, keyed
+    UIDs and tokens, shifted dates, burned-in text cleaned; the output is scanned for the input's
+    identifying values. A file that fails any step is quarantined (reason code). Log: one line per file."""
     from pipeline import deidentify as stage
 
     return stage.run(_ctx(partner_id, run_id), batch)
@@ -69,6 +105,9 @@ def dicom_done() -> None:
 
 @task(max_active_tis_per_dagrun=4)
 def reports(partner_id: str, batch: int, run_id: str | None = None) -> dict[str, Any]:
+    """**reports[batch]**: extract text (PDF layer or OCR), link each report to its study by accession
+    number, scrub identifying text, verify nothing known survived. Unlinked or unscrubbable reports are
+    quarantined. Log: one line per file."""
     from pipeline import reports as stage
 
     return stage.run(_ctx(partner_id, run_id), batch)
@@ -76,6 +115,8 @@ def reports(partner_id: str, batch: int, run_id: str | None = None) -> dict[str,
 
 @task(trigger_rule="none_failed")  # runs when a run has no reports (skipped mapped task)
 def build_tables(partner_id: str, run_id: str | None = None) -> dict[str, Any]:
+    """**build_tables**: the run's patients/studies/series/instances/reports/labels tables (Parquet in the
+    run's work folder), nothing published yet."""
     from pipeline import tables as stage
 
     return stage.run(_ctx(partner_id, run_id))
@@ -83,6 +124,8 @@ def build_tables(partner_id: str, run_id: str | None = None) -> dict[str, Any]:
 
 @task
 def validate(partner_id: str, run_id: str | None = None) -> dict[str, Any]:
+    """**validate**: the Great Expectations gate on the run's tables. A failure stops the run before
+    anything is published (not retried: a verdict, not an accident)."""
     from pipeline import validate as stage
 
     try:
@@ -94,19 +137,33 @@ def validate(partner_id: str, run_id: str | None = None) -> dict[str, Any]:
 def publish_task(region: str, partner_id: str):  # noqa: ANN201
     @task(task_id="publish", outlets=[published_asset(region, partner_id)])
     def publish(partner_id: str, run_id: str | None = None) -> dict[str, Any]:
+        """**publish**: move the de-identified DICOM, merge the tables into the partner's Parquet by primary
+        key, write the run's ledger (published + quarantined + rejected = pulled, or nothing moves) and emit
+        the partner's asset (its region's link DAG then runs). A run that pulled nothing is skipped here:
+        no publication, no asset event. Log: the run's summary."""
         from pipeline import publish as stage
+        from pipeline.context import fetched
         from pipeline.ledger import LedgerMismatch
 
+        ctx = _ctx(partner_id, run_id)
+        if not fetched(ctx.run):
+            log.info("run summary: nothing new was pulled; nothing to publish (no asset event)")
+            raise AirflowSkipException("empty run: nothing new was pulled")
         try:
-            return stage.run(_ctx(partner_id, run_id))
+            out = stage.run(ctx)
         except LedgerMismatch as exc:
             raise AirflowFailException(str(exc)) from exc
+        log.info("run summary: pulled %s, published %s, quarantined %s, rejected %s",
+                 *(out.get(k) for k in ("pulled", "published", "quarantined", "rejected")))
+        return out
 
     return publish
 
 
-@task
+@task(trigger_rule="none_failed")  # also after an empty run's skipped publish
 def cleanup(partner_id: str, run_id: str | None = None) -> dict[str, Any]:
+    """**cleanup**: delete the landing copies and the run's work folder (identity maps included); seal the
+    quarantine (originals encrypted with the partner's key, or deleted if its YAML says so)."""
     from pipeline import cleanup as stage
 
     return stage.run(_ctx(partner_id, run_id))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -14,6 +15,8 @@ from typing import Any, TypeVar
 from foundation.partners import PartnerConfig, get_partner
 from foundation.paths import PartnerRoot, RunFolder
 from foundation.profiles import Profile, load_profile
+
+_log = logging.getLogger("sta.outcomes")
 
 
 @dataclass(frozen=True)
@@ -71,12 +74,20 @@ def read_json(path: Path) -> Any:
 
 
 def record_outcomes(run: RunFolder, name: str, outcomes: list[dict[str, Any]]) -> None:
-    """One line per file: ``{relpath, status, reason, kind}``; the ledger adds them up."""
+    """One line per file: ``{relpath, status, reason, kind}``; the ledger adds them up.
+
+    Each outcome is also one task-log line naming the file by its landing id
+    (never its path: partner paths carry names and record numbers).
+    """
+    from foundation.landing import landing_id
+
     path = run.outcome_file(name)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8") as fh:
         for o in outcomes:
             fh.write(json.dumps(o) + "\n")
+            _log.info("file %s %s %s (%s)", landing_id(o["relpath"]), o["status"], o.get("reason") or "-",
+                      o.get("kind") or name)
 
 
 def fetched(run: RunFolder) -> list[str]:

@@ -45,6 +45,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from foundation.landing import landing_id
 from transforms.sources import open_source
 from transforms.sources.base import (
     ChangedAtSource,
@@ -69,6 +70,7 @@ if TYPE_CHECKING:
     from foundation.paths import PartnerRoot
 
 __all__ = [
+    "PullOptions",
     "ConnectionInfo",
     "ConnectionNotFound",
     "ConnectionResolver",
@@ -139,6 +141,8 @@ class PullReport:
     # Unprocessed landing copies removed because the source withdrew or renamed them.
     removed_from_landing: list[str] = field(default_factory=list)
     report_path: str | None = None  # this report as JSON, under the run's work folder
+    options: dict[str, Any] = field(default_factory=dict)  # PullOptions of an ad-hoc run
+    would_fetch: int = 0  # dry run: files a real run would fetch
 
     @property
     def ok(self) -> bool:
@@ -154,6 +158,56 @@ class PullReport:
             "deleted_at_source": len(self.deleted_at_source),
         }
         return d
+
+
+@dataclass(frozen=True)
+class PullOptions:
+    """An ad-hoc run's choices (the DAG's Trigger form; ``sta pull`` flags).
+
+    ``full``: fetch every file again, even unchanged ones (after a profile fix).
+    ``subfolder``: only entries under this source-relative folder.
+    ``since``: only entries modified at or after this ISO date/time.
+    ``dry_run``: list and decide, fetch nothing, change no state: the report's
+    ``would_fetch`` says how many files a real run would take.
+    A narrowed listing (sub-folder, since) never marks unseen files deleted.
+    """
+
+    full: bool = False
+    subfolder: str | None = None
+    since: str | None = None
+    dry_run: bool = False
+
+    def __post_init__(self) -> None:
+        if self.subfolder is not None:
+            sub = self.subfolder.strip().strip("/")
+            if not sub or ".." in sub.split("/"):
+                raise ValueError(f"subfolder must be a relative folder of the source, got {self.subfolder!r}")
+            object.__setattr__(self, "subfolder", sub)
+        if self.since:
+            object.__setattr__(self, "since", _parse_time(self.since).isoformat())
+
+    @property
+    def narrows(self) -> bool:
+        return bool(self.subfolder or self.since)
+
+    def selects(self, entry: RemoteEntry) -> bool:
+        if self.subfolder and not entry.path.startswith(self.subfolder + "/"):
+            return False
+        if self.since and entry.mtime:
+            return _parse_time(entry.mtime) >= _parse_time(self.since)
+        return True
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any] | None) -> "PullOptions":
+        """From a DAG run's params / conf (missing or empty values mean "not set")."""
+        p = params or {}
+        return cls(full=bool(p.get("full_resync")), subfolder=p.get("subfolder") or None,
+                   since=p.get("since") or None, dry_run=bool(p.get("dry_run")))
+
+
+def _parse_time(value: str) -> datetime:
+    t = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 class _VerifyError(Exception):
@@ -214,7 +268,9 @@ class _Puller:
         *,
         retries: int,
         backoff: float,
+        full: bool = False,
     ) -> None:
+        self.full = full
         self.source = source
         self.state = state
         self.landing = landing
@@ -236,7 +292,7 @@ class _Puller:
             rep.skipped.append(Skipped(entry.path, entry.skip_reason or "not_downloadable", entry.remote_id))
             return None
         prev = self.state.get(entry.remote_id)
-        if prev is not None and prev.version == entry.version and prev.status != "deleted":
+        if prev is not None and prev.version == entry.version and prev.status != "deleted" and not self.full:
             if prev.status == "landed" and prev.landing_relpath and prev.sha256:
                 p = self.landing / prev.landing_relpath
                 if p.is_file() and p.stat().st_size == prev.size:
@@ -350,7 +406,7 @@ class _Puller:
                 raise exc  # local disk full / read-only: every next file would fail too
             if not isinstance(exc, Exception):
                 raise exc
-            log.error("fetch of %s failed: %s: %s", entry.path, type(exc).__name__, exc)
+            log.error("fetch of %s failed: %s", landing_id("source:" + entry.path), type(exc).__name__)
             rep.failed.append(Failed(entry.path, "error", entry.remote_id, f"{type(exc).__name__}: {exc}"))
             return
         assert got is not None
@@ -369,7 +425,7 @@ class _Puller:
             self.run_duplicates.setdefault(got.sha256, []).append(fetched_entry)
             rep.skipped.append(Skipped(entry.path, "duplicate_content", entry.remote_id, f"same as {dup[1]}"))
             return
-        if prev is not None and prev.sha256 == got.sha256 and prev.status in ("done", "duplicate"):
+        if not self.full and prev is not None and prev.sha256 == got.sha256 and prev.status in ("done", "duplicate"):
             # Only metadata changed (touched, re-uploaded identical bytes).
             job.tmp.unlink(missing_ok=True)
             self.state.record_same_content(fetched_entry, prev)
@@ -440,7 +496,7 @@ class _Puller:
                             raise _VerifyError("changed_repeatedly", f"{current.path} kept changing") from None
                         if fresh is None:
                             raise _VerifyError("vanished", f"{current.path} disappeared during the fetch") from None
-                        log.info("%s changed at the source during the fetch; fetching the new version", current.path)
+                        log.info("%s changed at the source during the fetch; fetching the new version", landing_id("source:" + current.path))
                         current = fresh
                         out.seek(0)
                         out.truncate()
@@ -462,7 +518,8 @@ class _Puller:
                         last_error = f"{type(exc).__name__}: {exc}"
                         if attempt > self.retries:
                             raise _VerifyError("transfer_failed", last_error) from None
-                    log.warning("fetch of %s failed (attempt %d): %s; retrying", current.path, attempt, exc)
+                    log.warning("fetch of %s failed (attempt %d): %s; retrying", landing_id("source:" + current.path), attempt,
+                                type(exc).__name__)
                     time.sleep(self.backoff * (2 ** (attempt - 1)))
                 except NotFoundAtSource:
                     raise _VerifyError("vanished", f"{current.path} disappeared before the fetch") from None
@@ -523,6 +580,7 @@ def pull_from_source(
     retries: int = 3,
     backoff: float = 1.0,
     workers: int | None = None,
+    options: PullOptions | None = None,
 ) -> PullReport:
     """Pull from an already-open connector (the engine under :func:`pull_partner`).
 
@@ -532,14 +590,16 @@ def pull_from_source(
     ``2 * workers`` in flight so memory stays bounded.
     """
     landing.mkdir(parents=True, exist_ok=True)
+    options = options or PullOptions()
     report = PullReport(partner_id=partner_id, run_id=run_id, source=source.kind, landing=str(landing))
+    report.options = {k: v for k, v in asdict(options).items() if v}
     report.started_at = _now()
     swept = sweep_temp_files(landing)
     if swept:
         log.warning("removed %d temp files left by an interrupted pull", len(swept))
     n_workers = max(1, workers or source.max_workers)
     with SyncState(state_path) as state:
-        puller = _Puller(source, state, landing, report, retries=retries, backoff=backoff)
+        puller = _Puller(source, state, landing, report, retries=retries, backoff=backoff, full=options.full)
         pool = _SourcePool(source)
         executor = ThreadPoolExecutor(n_workers, thread_name_prefix=f"pull-{source.kind}") if n_workers > 1 else None
         inflight: dict[Future[_Downloaded], _Job] = {}
@@ -561,15 +621,20 @@ def pull_from_source(
                 for entry in source.list():
                     report.listed += 1
                     seen.add(entry.remote_id)
+                    if not options.selects(entry):
+                        continue
                     try:
                         job = puller.decide(entry)
                     except Exception as exc:  # noqa: BLE001 - one bad entry must not stop the others
-                        log.exception("deciding about %s failed", entry.path)
+                        log.exception("deciding about %s failed", landing_id("source:" + entry.path))
                         report.failed.append(
                             Failed(entry.path, "error", entry.remote_id, f"{type(exc).__name__}: {exc}")
                         )
                         continue
                     if job is None:
+                        continue
+                    if options.dry_run:
+                        report.would_fetch += 1
                         continue
                     if executor is None:
                         try:
@@ -593,7 +658,7 @@ def pull_from_source(
             for job in inflight.values():  # only when raising: no partial file stays behind
                 job.tmp.unlink(missing_ok=True)
             pool.close()
-        if report.listing_complete:
+        if report.listing_complete and not options.narrows:
             gone = sorted(state.live_ids() - seen)
             if gone:
                 rows = [r for r in (state.get(rid) for rid in gone) if r is not None]
@@ -626,6 +691,7 @@ def pull_partner(
     backoff: float = 1.0,
     source: Source | None = None,
     workers: int | None = None,
+    options: PullOptions | None = None,
 ) -> PullReport:
     """Fetch the partner's new and changed files into ``root.landing``.
 
@@ -640,17 +706,28 @@ def pull_partner(
     landing = root.ensure_inside(root.landing)
     state_path = root.ensure_inside(root.state) / _source_fingerprint(partner)
     state_path.parent.mkdir(parents=True, exist_ok=True)
-    with _exclusive(state_path.parent / ".pull.lock", partner.id):
+    options = options or PullOptions()
+    with _exclusive(state_path.parent / ".pull.lock", partner.id), contextlib.ExitStack() as stack:
         own = source is None
         src = source or open_source(partner, connections or env_connection_resolver, base=root.base)
+        if options.dry_run:  # decide on copies: a dry run changes neither the state nor landing
+            import shutil
+            import tempfile
+
+            scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=".dry-run-", dir=state_path.parent)))
+            if state_path.exists():
+                shutil.copy2(state_path, scratch / state_path.name)
+            state_path, landing = scratch / state_path.name, scratch / "landing"
         try:
             report = pull_from_source(
                 src, state_path, landing, partner_id=partner.id, run_id=run_id, retries=retries, backoff=backoff,
-                workers=workers,
+                workers=workers, options=options,
             )
         finally:
             if own:
                 src.close()
+    if options.dry_run:
+        report.landing = str(root.landing)
     # The full report beside the run's work files: a partner with 300,000 files
     # makes a report too big for an XCom, so the DAG can pass this path instead.
     work = root.work(run_id)
