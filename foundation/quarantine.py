@@ -40,6 +40,10 @@ REASONS: dict[str, str] = {
     "ocr_failed": "OCR failed",
     "ocr_timeout": "OCR took too long",
     "ocr_unavailable": "tesseract is not installed",
+    "burned_in_text_audit": "the sampled OCR audit found text on pixels the risk rule called safe",
+    "document_no_text": "an encapsulated document with no readable text (never published empty)",
+    "document_residual": "a known identifying value survived scrubbing of an encapsulated document",
+    "document_unsupported": "an encapsulated document of a type that cannot be scrubbed",
     # reports
     "report_unlinked": "no study with this report's accession number",
     "extract_error": "text extraction failed unexpectedly",
