@@ -222,15 +222,15 @@ def validate_parquet_dir(
 
 
 def read_published_keys(published_dir: Path) -> dict[str, list[Any]]:
-    """``{"<parent>.<column>": keys}`` from a partner's published ``<parent>.parquet`` files."""
-    import pyarrow.parquet as pq
+    """``{"<parent>.<column>": keys}`` from a partner's published parent tables."""
+    from transforms.parquet_store import PartnerTables
 
+    published = PartnerTables(Path(published_dir))
     out: dict[str, list[Any]] = {}
     for parent, columns in parent_columns().items():
-        file = Path(published_dir) / f"{parent}.parquet"
-        if not file.is_file():
+        if not published.has(parent):
             continue
-        table = pq.read_table(file, columns=list(columns))
+        table = published.read(parent, columns=list(columns))
         for col in columns:
             out[f"{parent}.{col}"] = table.column(col).drop_null().unique().to_pylist()
     return out

@@ -42,6 +42,7 @@ from typing import Any, Iterator
 import duckdb
 
 from foundation.schema import TABLES
+from transforms.parquet_store import PartnerTables
 from transforms.store_schema import LAYOUT_VERSION, create_tables, rebuild_search
 
 log = logging.getLogger(__name__)
@@ -68,24 +69,41 @@ def partner_parquet_dirs(region: str, data_root: Path) -> dict[str, Path]:
     base = Path(data_root) / region / "partners"
     out = {}
     for d in sorted(base.glob("*/parquet")):
-        if (d / "studies.parquet").is_file() and _PARTNER_RE.match(d.parent.name):
+        if _PARTNER_RE.match(d.parent.name) and PartnerTables(d).has("studies"):
             out[d.parent.name] = d
     return out
 
 
-def fingerprint(parquet_dir: Path) -> str:
-    """A cheap identity of a partner's published files (names, sizes, mtimes).
+def table_fingerprints(parquet_dir: Path) -> dict[str, str]:
+    """A cheap identity of each published table: its live files (names, sizes).
 
-    Publishing writes new files, so a re-publication changes it; reading the
-    content of terabyte-scale partners on every run would not be cheap.
+    Publication appends new files and commits a new snapshot, so a table a run
+    did not touch keeps its fingerprint and is not re-read: linking reads only
+    what changed, which is what keeps a 325,000-file partner cheap to link.
     """
-    h = hashlib.sha256()
+    tables = PartnerTables(parquet_dir)
+    out = {}
     for name in sorted(TABLES):
-        p = parquet_dir / f"{name}.parquet"
-        if p.is_file():
-            st = p.stat()
-            h.update(f"{name}:{st.st_size}:{st.st_mtime_ns};".encode())
-    return h.hexdigest()
+        h = hashlib.sha256()
+        for f in tables.files(name):
+            st = f.stat()
+            h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns};".encode())
+        out[name] = h.hexdigest()[:24]
+    return out
+
+
+def fingerprint(parquet_dir: Path) -> str:
+    return json.dumps(table_fingerprints(parquet_dir), sort_keys=True)
+
+
+def _changed_tables(loaded: str | None, current: str) -> set[str]:
+    """Tables whose files changed since the store loaded them (all, if unknown)."""
+    try:
+        before = json.loads(loaded) if loaded else {}
+    except ValueError:  # a fingerprint of the first layout: reload everything
+        before = {}
+    now = json.loads(current)
+    return {t for t in TABLES if not isinstance(before, dict) or before.get(t) != now.get(t)}
 
 
 @contextmanager
@@ -116,7 +134,8 @@ def _loaded_fingerprints(store: Path) -> tuple[dict[str, str], bool]:
 
 
 def _stage_partner(
-    con: duckdb.DuckDBPyConnection, region: str, partner_id: str, parquet_dir: Path
+    con: duckdb.DuckDBPyConnection, region: str, partner_id: str, parquet_dir: Path,
+    only: set[str] | None = None,
 ) -> dict[str, int]:
     """Read and check one partner's tables into ``stage_<table>`` temp tables.
 
@@ -124,24 +143,24 @@ def _stage_partner(
     column, or holds a row of another partner or region.
     """
     counts = {}
+    published = PartnerTables(parquet_dir)
     for table, schema in TABLES.items():
-        path = parquet_dir / f"{table}.parquet"
+        if only is not None and table not in only:
+            continue
+        files = [str(f) for f in published.files(table)]
         cols = ", ".join(f'"{n}"' for n in schema.names)
         con.execute(f"DROP TABLE IF EXISTS stage_{table}")
-        if not path.is_file():
-            con.execute(f"CREATE TEMP TABLE stage_{table} AS SELECT * FROM {table} LIMIT 0")
+        con.execute(f"CREATE TEMP TABLE stage_{table} AS SELECT * FROM {table} LIMIT 0")
+        if not files:
             counts[table] = 0
             continue
         try:
             con.execute(
-                f"CREATE TEMP TABLE stage_{table} AS SELECT * FROM {table} LIMIT 0"
-            )
-            con.execute(
-                f"INSERT INTO stage_{table} BY NAME SELECT {cols} FROM read_parquet(?)",
-                [str(path)],
+                f"INSERT INTO stage_{table} BY NAME SELECT {cols} FROM read_parquet(?, union_by_name = true)",
+                [files],
             )
         except duckdb.Error as exc:
-            raise ValueError(f"partner {partner_id}: {path.name}: {exc}") from exc
+            raise ValueError(f"partner {partner_id}: table {table}: {exc}") from exc
         others = con.execute(
             f"SELECT DISTINCT partner_id FROM stage_{table} "
             "WHERE partner_id IS DISTINCT FROM ? LIMIT 3",
@@ -149,7 +168,7 @@ def _stage_partner(
         ).fetchall()
         if others:
             raise ValueError(
-                f"partner {partner_id}: {path.name} holds rows of partner(s) "
+                f"partner {partner_id}: table {table} holds rows of partner(s) "
                 f"{[o[0] for o in others]}; a partner publishes only its own rows"
             )
         if table in _REGION_TABLES:
@@ -159,7 +178,7 @@ def _stage_partner(
             ).fetchall()
             if bad:
                 raise PermissionError(
-                    f"partner {partner_id}: {path.name} holds rows of region(s) "
+                    f"partner {partner_id}: table {table} holds rows of region(s) "
                     f"{[b[0] for b in bad]}; the {region!r} store takes only {region!r} rows"
                 )
         counts[table] = con.execute(f"SELECT count(*) FROM stage_{table}").fetchone()[0]
@@ -209,15 +228,16 @@ def consolidate_region(
                 create_tables(con, region)
                 for pid, pdir in todo.items():
                     fp = fingerprint(pdir)
+                    changed = _changed_tables(loaded.get(pid), fp) if current else set(TABLES)
                     try:
-                        counts = _stage_partner(con, region, pid, pdir)
+                        counts = _stage_partner(con, region, pid, pdir, changed)
                     except (ValueError, PermissionError) as exc:
                         errors.append(str(exc))
                         summary["partners"][pid] = {"status": "refused", "error": str(exc)}
                         log.error("refused partner %s: %s", pid, exc)
                         continue
                     con.execute("BEGIN TRANSACTION")
-                    for table in TABLES:
+                    for table in changed:
                         con.execute(f"DELETE FROM {table} WHERE partner_id = ?", [pid])
                         con.execute(f"INSERT INTO {table} SELECT * FROM stage_{table}")
                         con.execute(f"DROP TABLE stage_{table}")
@@ -226,7 +246,7 @@ def consolidate_region(
                         [pid, fp, json.dumps(counts)],
                     )
                     con.execute("COMMIT")
-                    summary["partners"][pid] = {"status": "loaded", "rows": counts}
+                    summary["partners"][pid] = {"status": "loaded", "rows": counts, "tables": sorted(changed)}
                 rebuild_search(con)
                 con.execute("CHECKPOINT")
             except BaseException:
