@@ -236,3 +236,30 @@ def test_link_dag_per_region_runs_on_its_partners_assets(tmp_path, monkeypatch):
     # The task is a thin call of consolidate_region for its region.
     out = co.get_task("consolidate").python_callable()
     assert out["region"] == "co" and out["totals"]["studies"] == 48
+
+
+def test_linking_reads_only_the_tables_a_publication_changed(tmp_path):
+    """A partner publishing in the partitioned layout: a run that adds only
+    labels makes linking reload only the labels table of that partner."""
+    import pyarrow as pa
+
+    from foundation.schema import PRIMARY_KEYS
+    from transforms.parquet_store import PartnerTables
+
+    rows = build_demo_rows(0, 6)
+    pid = "co_hospital_norte"
+    region = next(r for r, _c, p, _l in DEMO_PARTNERS if p == pid)
+    published = PartnerTables(tmp_path / region / "partners" / pid / "parquet")
+    published.upsert({t: (pa.Table.from_pylist(rows[pid].get(t, []), schema=s), PRIMARY_KEYS[t])
+                      for t, s in TABLES.items()})
+    first = consolidate_region(region, tmp_path)
+    assert first["partners"][pid]["tables"] == sorted(TABLES)
+    study = rows[pid]["studies"][0]["study_uid"]
+    extra = pa.Table.from_pylist([{"study_uid": study, "partner_id": pid, "label": "finding", "value": "extra",
+                                   "confidence": 0.5, "model": "t", "model_version": "1"}], schema=TABLES["labels"])
+    published.upsert({"labels": (extra, PRIMARY_KEYS["labels"])})
+    second = consolidate_region(region, tmp_path)
+    assert second["partners"][pid]["tables"] == ["labels"]
+    labels = [r for r in _table_rows(store_path(region, tmp_path), "labels") if r[3] == "extra"]
+    assert len(labels) == 1
+    assert consolidate_region(region, tmp_path)["partners"][pid]["status"] == "unchanged"
