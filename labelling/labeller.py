@@ -30,7 +30,7 @@ from labelling.scores import find_scores
 from labelling.sections import section_at, splitter
 from labelling.text import Document, fold_phrase
 
-MODEL_NAME = "sta-report-labeller"
+MODEL_NAME = "sta-report-rules"
 RANK = {"positive": 0, "uncertain": 1, "historical": 2, "negative": 3, "family": 4}
 SKIP_SECTIONS = ("technique", "comparison")
 
@@ -92,52 +92,55 @@ class Labeller:
     """Rules (and, where it measured better, the learned assertion model)."""
 
     def __init__(self, vocab: Vocabulary | None = None, cue_sets: Cues | None = None,
-                 model: Any = None, use_model: bool | None = None) -> None:
+                 status_model: Any = None, use_model: bool | None = None) -> None:
+        """``use_model``: None = the trained status model if its card says it beat the rules;
+        True = the given (or trained) model regardless; False = rules only."""
         self.vocab = vocab or vocabulary()
         self.cues = cue_sets or cues()
-        if model is None and use_model is not False:
-            from labelling.model import load_assertion_model
+        if status_model is None and use_model is not False:
+            from labelling.model import load_status_model
 
-            model = load_assertion_model()
-        self.model = model if (use_model or (use_model is None and model is not None and model.enabled)) else None
+            status_model = load_status_model()
+        if use_model is False or status_model is None or (use_model is None and not status_model.enabled):
+            status_model = None
+        self.status_model = status_model
         self.version = f"{self.vocab.version}.{self.cues.version}"
-        if self.model is not None:
-            self.version += f"+{self.model.name}-{self.model.version}"
 
     def label(self, text: str, language: str | None = None, chest: bool | None = None) -> ReportLabels:
         doc = Document.of(text)
         lang = language or detect(text)
         sections = splitter().split(doc)
+        mentions = self.mentions(doc, lang, sections, chest)
+        labels = self._aggregate(mentions)
+        labels = self._derive_status(labels, mentions, doc, sections)
+        return ReportLabels(lang, sorted(labels.values(), key=lambda lab: lab.concept), [e for _c, e, _s in mentions])
+
+    def mentions(self, doc: Document, lang: str, sections: list, chest: bool | None = None
+                 ) -> list[tuple[str, Evidence, str]]:
+        """Every mention (concept, evidence with its certainty, source), implied ones included."""
+        text = doc.text
         chest = is_chest_text(doc) if chest is None else chest
         cue_list = self.cues.by_language[lang].find(doc)
-        mentions: list[tuple[str, Evidence, str]] = []  # (concept, evidence, source)
-
+        mentions: list[tuple[str, Evidence, str]] = []
         for m in self.vocab.mentions(doc, chest=chest):
             sec = section_at(sections, m.start)
             if sec in SKIP_SECTIONS:
                 continue
             a = assert_mention(doc, m.start, m.end, cue_list, self.cues)
-            certainty, source = a.certainty, "rule"
-            if self.model is not None:
-                certainty, source = self.model.decide(doc, m.start, m.end, a, cue_list, lang, sec)
-            certainty = _section_certainty(sec, certainty)
+            certainty = _section_certainty(sec, a.certainty)
             if certainty == "hypothetical":
                 continue
             ev = Evidence(m.start, m.end, text[m.start:m.end], sec, certainty, a.cue.phrase if a.cue else None)
-            mentions.append((m.concept, ev, source))
+            mentions.append((m.concept, ev, "rule"))
             for implied in m.implies:
-                mentions.append((implied, ev, source))
-
+                mentions.append((implied, ev, "rule"))
         for s in find_scores(doc, self.vocab):
             sec = section_at(sections, s.start)
             ev = Evidence(s.start, s.end, text[s.start:s.end], sec, "positive")
             mentions.append((s.concept, ev, "rule"))
             for cid, cert in s.implies:
                 mentions.append((cid, Evidence(s.start, s.end, ev.text, sec, cert), "rule"))
-
-        labels = self._aggregate(mentions)
-        labels = self._derive_status(labels, mentions)
-        return ReportLabels(lang, sorted(labels.values(), key=lambda lab: lab.concept), [e for _c, e, _s in mentions])
+        return mentions
 
     # -- aggregation ------------------------------------------------------
     def _aggregate(self, mentions: list[tuple[str, Evidence, str]]) -> dict[str, Label]:
@@ -157,7 +160,17 @@ class Labeller:
                              MODEL_NAME, self.version, self.vocab.label_text(cid), [e for e, _s in chosen])
         return out
 
-    def _derive_status(self, labels: dict[str, Label], mentions: list[tuple[str, Evidence, str]]) -> dict[str, Label]:
+    def status_tokens(self, doc: Document, mentions: list[tuple[str, Evidence, str]], sections: list) -> list[str]:
+        """The status model's input: the report's words, mentions as <group:certainty> tokens."""
+        from labelling.model import features
+
+        tags = [(e.start, e.end, f"<{'normal' if c == 'normal' else self.vocab.group(c)}:{e.certainty}>")
+                for c, e, _s in mentions]
+        skip = [(sec.start, sec.end) for sec in sections if sec.kind in ("indication", *SKIP_SECTIONS)]
+        return features(doc.folded, tags, skip)
+
+    def _derive_status(self, labels: dict[str, Label], mentions: list[tuple[str, Evidence, str]],
+                       doc: Document, sections: list) -> dict[str, Label]:
         findings = [lab for lab in labels.values()
                     if self.vocab.group(lab.concept) in FINDING_GROUPS or lab.concept == "malignant"]
         positive = [lab for lab in findings if lab.certainty == "positive"]
@@ -166,24 +179,42 @@ class Labeller:
                              and e.section != "indication"]
         if positive or explicit_abnormal:
             ev = [e for lab in positive for e in lab.evidence] or explicit_abnormal
-            labels["abnormal"] = Label("abnormal", "positive", confidence("positive", "rule", "derived"), "rule",
-                                       MODEL_NAME, self.version, self.vocab.label_text("abnormal"), ev)
+            labels["abnormal"] = self._status("abnormal", "positive", ev)
             return labels
         if uncertain:
-            ev = [e for lab in uncertain for e in lab.evidence]
-            labels["abnormal"] = Label("abnormal", "uncertain", confidence("uncertain", "rule", "derived"), "rule",
-                                       MODEL_NAME, self.version, self.vocab.label_text("abnormal"), ev)
+            labels["abnormal"] = self._status("abnormal", "uncertain", [e for lab in uncertain for e in lab.evidence])
             return labels
         normal_ev = [e for c, e, _s in mentions if c == "normal" and e.certainty == "positive"
                      and e.section != "indication"]
         ruled_out = [e for c, e, _s in mentions if e.certainty == "negative" and e.section != "indication"
                      and (self.vocab.group(c) in FINDING_GROUPS or c == "malignant")]
+        if self.status_model is not None:
+            # No finding the rules know is present: the model reads the rest.
+            p = self.status_model.p_abnormal(self.status_tokens(doc, mentions, sections))
+            t = self.status_model.threshold
+            conclusion = [s for s in sections if s.kind == "impression"]
+            ev = [Evidence(s.start, s.end, doc.text[s.start:s.end].strip()[:200], s.kind, "positive")
+                  for s in conclusion]
+            if p >= t:
+                labels["abnormal"] = self._status("abnormal", "positive", ev, p)
+                return labels
+            if not (normal_ev or ruled_out) and p <= 1 - t:
+                labels["normal"] = self._status("normal", "positive", ev, 1 - p)
+                return labels
         if normal_ev or ruled_out:
-            labels["normal"] = Label("normal", "positive",
-                                     confidence("positive", "rule", "derived" if normal_ev else "ruled_out"),
-                                     "rule", MODEL_NAME, self.version, self.vocab.label_text("normal"),
-                                     normal_ev or ruled_out)
+            labels["normal"] = self._status("normal", "positive", normal_ev or ruled_out,
+                                            section="derived" if normal_ev else "ruled_out")
         return labels
+
+    def _status(self, concept: str, certainty: str, evidence: list[Evidence], p: float | None = None,
+                section: str = "derived") -> Label:
+        """A normal/abnormal label: from the rules, or from the status model when ``p`` is given."""
+        if p is None:
+            return Label(concept, certainty, confidence(certainty, "rule", section), "rule", MODEL_NAME,
+                         self.version, self.vocab.label_text(concept), evidence)
+        m = self.status_model
+        return Label(concept, certainty, round(p, 3), "model", m.name, m.version, self.vocab.label_text(concept),
+                     evidence)
 
 
 def _section_certainty(section: str, certainty: str) -> str:
@@ -196,9 +227,9 @@ def _section_certainty(section: str, certainty: str) -> str:
     return certainty
 
 
-# Confidence of a rule label by certainty, measured as precision on the dev
-# split (labelling/evaluate.py prints it; see /work/notes/issue-13.md).
-RULE_CONFIDENCE = {"positive": 0.95, "negative": 0.95, "uncertain": 0.8, "historical": 0.85, "family": 0.85}
+# Confidence of a rule label by certainty: precision on the dev split, Laplace-smoothed
+# ((correct+1)/(n+2)) and capped at 0.95 (`sta eval-labels --json`: precision_by_certainty).
+RULE_CONFIDENCE = {"positive": 0.95, "negative": 0.95, "uncertain": 0.9, "historical": 0.89, "family": 0.8}
 
 
 def confidence(certainty: str, source: str, section: str) -> float:
