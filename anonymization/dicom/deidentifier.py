@@ -43,6 +43,11 @@ STA_IMPLEMENTATION_UID = "2.25.160842107343296409787218540290722245437"
 
 pydicom_config.settings.reading_validation_mode = pydicom_config.WARN
 pydicom_config.settings.writing_validation_mode = pydicom_config.WARN
+# An element whose length does not fit its VR (a private US of 3 bytes, common in vendors' US
+# files) is kept as UN when a decoded file is re-encoded, as the header reader keeps it, instead
+# of failing the whole file with "re-encoding: BytesLengthException" (issue 10.4). The rules then
+# remove it (private UN) or refuse the file (a public attribute that is not what its VR says).
+pydicom_config.convert_wrong_length_to_UN = True
 
 _INFO_KEYWORDS = ("Modality", "BodyPartExamined", "Manufacturer", "ManufacturerModelName", "NumberOfFrames", "SeriesNumber")
 _NAME_VRS = frozenset({"PN", "LO", "SH", "UC"})
@@ -203,7 +208,7 @@ class Deidentifier:
         buf = io.BytesIO()
         try:
             implicit, little = to_little_endian(ds)
-            _fit_lengths(ds)
+            _fit_lengths(ds, implicit)
             pydicom.dcmwrite(buf, ds, enforce_file_format=True, implicit_vr=implicit, little_endian=little)
         except Quarantine:
             raise
@@ -294,10 +299,12 @@ def _scan_pixels_fn() -> Callable[..., bool] | None:
     return scan_pixel_bytes
 
 
-def _fit_lengths(ds: Any) -> None:
-    """Values longer than their VR allows in Explicit VR (e.g. a >64 KB US/SS/OB written as a short VR,
-    or a text value too long for its 2-byte length): re-declared with the VR's long form (UN/UT/OB)
+def _fit_lengths(ds: Any, implicit: bool) -> None:
+    """Values longer than their VR allows in Explicit VR (e.g. a >64 KB US/SS written as a short VR,
+    or a text value too long for its 2-byte length): re-declared with the VR's long form (OW/UT)
     so the re-encoding does not fail on the file's own odd lengths (issue 10.4)."""
+    if implicit:
+        return  # 4-byte lengths for every VR
     for elem in ds.iterall():
         if elem.VR in ("US", "SS", "US or SS") and isinstance(elem.value, (bytes, bytearray)) and len(elem.value) > 0xFFFF:
             elem.VR = "OW"
