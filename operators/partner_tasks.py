@@ -165,5 +165,26 @@ def cleanup(partner_id: str, run_id: str | None = None) -> dict[str, Any]:
     """**cleanup**: delete the landing copies and the run's work folder (identity maps included); seal the
     quarantine (originals encrypted with the partner's key, or deleted if its YAML says so)."""
     from pipeline import cleanup as stage
+    from transforms.quarantine_admin import seal
 
-    return stage.run(_ctx(partner_id, run_id))
+    ctx = _ctx(partner_id, run_id)
+    out = stage.run(ctx)
+    out["quarantine"] = seal(ctx.partner, quarantine_key(partner_id))  # this run's and any earlier failed run's
+    log.info("quarantine sealed: %s", out["quarantine"])
+    return out
+
+
+def quarantine_key(partner_id: str) -> bytes | None:
+    """The partner's quarantine key from the Connection ``sta_quarantine_<id>`` (password, url-safe base64), if any.
+
+    None: the library falls back to ``STA_QUARANTINE_KEY_<ID>`` or a key derived from the deployment key.
+    """
+    import base64
+
+    from airflow.sdk import BaseHook
+
+    try:
+        secret = BaseHook.get_connection(f"sta_quarantine_{partner_id}").password
+    except Exception:  # noqa: BLE001 - not configured: the library's fallback applies
+        return None
+    return base64.urlsafe_b64decode(secret + "=" * (-len(secret) % 4)) if secret else None
