@@ -85,9 +85,8 @@ def table_fingerprints(parquet_dir: Path) -> dict[str, str]:
     out = {}
     for name in sorted(TABLES):
         h = hashlib.sha256()
-        for f in tables.files(name):
-            st = f.stat()
-            h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns};".encode())
+        for file_name, size, mtime in tables.sizes(name):
+            h.update(f"{file_name}:{size}:{mtime};".encode())
         out[name] = h.hexdigest()[:24]
     return out
 

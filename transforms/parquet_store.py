@@ -37,6 +37,7 @@ from typing import Any, Callable, Iterable
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 SCHEMA_VERSION = "2"
@@ -124,36 +125,62 @@ class Snapshot:
 
 
 class PartnerTables:
-    """The published tables under one partner's ``parquet/`` folder."""
+    """The published tables under one partner's ``parquet/`` folder.
 
-    def __init__(self, folder: Path, compact_after: int = 8) -> None:
-        self.folder = Path(folder)
+    ``fs`` is a pyarrow filesystem: the local disk by default, or a region's
+    object storage (``transforms.region_storage``), where writing an object
+    is atomic, so the snapshot commit needs no rename.
+    """
+
+    def __init__(self, folder: Path | str, compact_after: int = 8, fs: pafs.FileSystem | None = None) -> None:
+        self.fs = fs or pafs.LocalFileSystem()
+        self.local = isinstance(self.fs, pafs.LocalFileSystem)
+        self.folder = Path(folder) if self.local else None
+        self.base = str(folder).rstrip("/")
         self.compact_after = compact_after  # files per partition that trigger a merge on write
+
+    def _path(self, rel: str) -> str:
+        return f"{self.base}/{rel}"
+
+    def _is_file(self, rel: str) -> bool:
+        return self.fs.get_file_info(self._path(rel)).type == pafs.FileType.File
 
     # -- reading ---------------------------------------------------------
     def snapshot(self) -> Snapshot:
-        path = self.folder / SNAPSHOT
-        if not path.is_file():
+        if not self._is_file(SNAPSHOT):
             return Snapshot()
-        data = json.loads(path.read_text(encoding="utf-8"))
+        with self.fs.open_input_stream(self._path(SNAPSHOT)) as fh:
+            data = json.loads(fh.read().decode("utf-8"))
         return Snapshot(int(data["snapshot"]), {k: list(v) for k, v in data["tables"].items()},
                         str(data.get("schema_version", SCHEMA_VERSION)))
 
-    def files(self, table: str) -> list[Path]:
-        """Live files of ``table`` (the snapshot's, or the first layout's single file)."""
+    def relative_files(self, table: str) -> list[str]:
         snap = self.snapshot()
         if table in snap.tables:
-            return [self.folder / f for f in snap.tables[table]]
-        legacy = self.folder / f"{table}.parquet"
-        return [legacy] if legacy.is_file() else []
+            return list(snap.tables[table])
+        legacy = f"{table}.parquet"
+        return [legacy] if self._is_file(legacy) else []
+
+    def files(self, table: str) -> list[Path] | list[str]:
+        """Live files of ``table`` (the snapshot's, or the first layout's single file)."""
+        rels = self.relative_files(table)
+        return [self.folder / r for r in rels] if self.local else [self._path(r) for r in rels]
+
+    def sizes(self, table: str) -> list[tuple[str, int, int]]:
+        """``(name, size, mtime_ns)`` of each live file: a cheap identity of the table."""
+        infos = self.fs.get_file_info([self._path(r) for r in self.relative_files(table)])
+        return [(i.base_name, i.size or 0, i.mtime_ns or 0) for i in infos]
+
+    def _read(self, rel: str, columns: list[str] | None = None) -> pa.Table:
+        return pq.read_table(self._path(rel), columns=columns, filesystem=self.fs)
 
     def read(self, table: str, schema: pa.Schema | None = None, columns: list[str] | None = None) -> pa.Table:
-        files = self.files(table)
-        if not files:
+        rels = self.relative_files(table)
+        if not rels:
             if schema is None:
-                raise FileNotFoundError(f"no published table {table!r} under {self.folder}")
+                raise FileNotFoundError(f"no published table {table!r} under {self.base}")
             return schema.empty_table() if columns is None else schema.empty_table().select(columns)
-        parts = [pq.read_table(f, columns=columns) for f in files]
+        parts = [self._read(r, columns) for r in rels]
         if schema is not None:
             names = columns or schema.names
             target = pa.schema([schema.field(n) for n in names])
@@ -161,28 +188,43 @@ class PartnerTables:
         return pa.concat_tables(parts) if len(parts) > 1 else parts[0]
 
     def has(self, table: str) -> bool:
-        return bool(self.files(table))
+        return bool(self.relative_files(table))
 
     # -- writing ---------------------------------------------------------
+    def _put(self, rel: str, write: Callable[[str], None]) -> None:
+        """Write one file so that no reader sees it half-written."""
+        dest = self._path(rel)
+        if self.local:
+            Path(dest).parent.mkdir(parents=True, exist_ok=True)
+            tmp = str(Path(dest).with_name("." + Path(dest).name + f".{os.getpid()}.tmp"))
+            write(tmp)
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, dest)
+        else:
+            write(dest)  # an object store's PUT is atomic
+
     def _write(self, table: str, partition: str, rows: pa.Table, tag: str) -> str:
         rel = f"{table}/{partition}/part-{tag}-{uuid.uuid4().hex[:12]}.parquet" if partition else \
             f"{table}/part-{tag}-{uuid.uuid4().hex[:12]}.parquet"
-        dest = self.folder / rel
-        dest.parent.mkdir(parents=True, exist_ok=True)
         meta = {b"sta.table": table.encode(), b"sta.schema_version": SCHEMA_VERSION.encode()}
         rows = rows.replace_schema_metadata({**(rows.schema.metadata or {}), **meta})
-        tmp = dest.with_name("." + dest.name + ".tmp")
-        pq.write_table(rows, tmp, compression="zstd")
-        os.replace(tmp, dest)
+        self._put(rel, lambda where: pq.write_table(rows, where, compression="zstd", filesystem=self.fs))
         return rel
+
+    def _delete(self, rels: Iterable[str]) -> None:
+        for rel in rels:
+            try:
+                self.fs.delete_file(self._path(rel))
+            except FileNotFoundError:
+                pass
 
     @staticmethod
     def _partition_of(table: str, rows: pa.Table) -> list[str]:
         spec = PARTITIONS.get(table)
         if not spec:
             return [""] * rows.num_rows
-        cols = {c for _k, _f in spec for c in rows.schema.names}
-        pylist = rows.select(sorted(cols)).to_pylist()
+        pylist = rows.to_pylist()
         return ["/".join(f"{k}={f(r)}" for k, f in spec) for r in pylist]
 
     def upsert(self, changes: dict[str, tuple[pa.Table, tuple[str, ...]]], tag: str = "run") -> dict[str, int]:
@@ -193,28 +235,26 @@ class PartnerTables:
         """
         snap = self.snapshot()
         tables = {t: list(fs) for t, fs in snap.tables.items()}
-        dropped: list[Path] = []
+        dropped: list[str] = []
         counts: dict[str, int] = {}
         for table, (new, key) in changes.items():
             live = tables.get(table)
             if live is None:  # first publication in this layout: adopt the single-file table
                 live = []
-                legacy = self.folder / f"{table}.parquet"
-                if legacy.is_file():
-                    old = pq.read_table(legacy).select(new.schema.names).cast(new.schema)
+                legacy = f"{table}.parquet"
+                if self._is_file(legacy):
+                    old = self._read(legacy).select(new.schema.names).cast(new.schema)
                     new = self._union(old, new, key)
                     dropped.append(legacy)
             new_keys = _keys(new, key)
             kept: list[str] = []
             for rel in live:
-                path = self.folder / rel
-                old_keys = _keys(pq.read_table(path, columns=list(key)), key)
-                hit = pc.is_in(old_keys, value_set=new_keys)
+                hit = pc.is_in(_keys(self._read(rel, list(key)), key), value_set=new_keys)
                 if not pc.any(hit).as_py():
                     kept.append(rel)
                     continue
-                rest = pq.read_table(path).filter(pc.invert(hit))
-                dropped.append(path)
+                rest = self._read(rel).filter(pc.invert(hit))
+                dropped.append(rel)
                 if rest.num_rows:
                     kept.append(self._write(table, _partition_dir(table, rel), rest, tag))
             by_part: dict[str, list[int]] = defaultdict(list)
@@ -224,13 +264,12 @@ class PartnerTables:
                 kept.append(self._write(table, part, new.take(pa.array(idx, pa.int64())), tag))
             kept = self._compacted(table, kept, dropped)
             tables[table] = sorted(kept)
-            counts[table] = sum(pq.ParquetFile(self.folder / f).metadata.num_rows for f in kept)
+            counts[table] = sum(pq.ParquetFile(self._path(f), filesystem=self.fs).metadata.num_rows for f in kept)
         self._commit(Snapshot(snap.number + 1, tables))
-        for path in dropped:
-            path.unlink(missing_ok=True)
+        self._delete(dropped)
         return counts
 
-    def _compacted(self, table: str, files: list[str], dropped: list[Path]) -> list[str]:
+    def _compacted(self, table: str, files: list[str], dropped: list[str]) -> list[str]:
         """Merge partitions that reached ``compact_after`` files, within the same commit."""
         by_part: dict[str, list[str]] = defaultdict(list)
         for rel in files:
@@ -240,9 +279,9 @@ class PartnerTables:
             if len(rels) < self.compact_after:
                 out.extend(rels)
                 continue
-            merged = pa.concat_tables([pq.read_table(self.folder / r) for r in rels], promote_options="default")
+            merged = pa.concat_tables([self._read(r) for r in rels], promote_options="default")
             out.append(self._write(table, part, merged, "compact"))
-            dropped.extend(self.folder / r for r in rels)
+            dropped.extend(rels)
         return out
 
     @staticmethod
@@ -251,12 +290,13 @@ class PartnerTables:
         return pa.concat_tables([old.filter(keep), new])
 
     def _commit(self, snap: Snapshot) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        tmp = self.folder / f".{SNAPSHOT}.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps(snap.to_json(), indent=1, sort_keys=True), encoding="utf-8")
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.folder / SNAPSHOT)
+        body = json.dumps(snap.to_json(), indent=1, sort_keys=True).encode("utf-8")
+
+        def write(where: str) -> None:
+            with self.fs.open_output_stream(where) as out:
+                out.write(body)
+
+        self._put(SNAPSHOT, write)
 
     def compact(self, min_files: int = 4, tables: Iterable[str] | None = None) -> dict[str, int]:
         """Merge each partition holding ``min_files`` or more files into one file.
@@ -266,44 +306,36 @@ class PartnerTables:
         """
         snap = self.snapshot()
         new_tables = {t: list(fs) for t, fs in snap.tables.items()}
-        dropped: list[Path] = []
+        dropped: list[str] = []
         removed: dict[str, int] = {}
         for table in tables or list(snap.tables):
-            by_part: dict[str, list[str]] = defaultdict(list)
-            for rel in snap.tables.get(table, []):
-                by_part[str(Path(rel).parent)].append(rel)
-            out = []
-            for part_dir, rels in sorted(by_part.items()):
-                if len(rels) < min_files:
-                    out.extend(rels)
-                    continue
-                merged = pa.concat_tables([pq.read_table(self.folder / r) for r in rels], promote_options="default")
-                out.append(self._write(table, _partition_dir(table, rels[0]), merged, "compact"))
-                dropped.extend(self.folder / r for r in rels)
-                removed[table] = removed.get(table, 0) + len(rels) - 1
-            new_tables[table] = sorted(out)
+            before = len(dropped)
+            saved, self.compact_after = self.compact_after, min_files
+            try:
+                new_tables[table] = sorted(self._compacted(table, snap.tables.get(table, []), dropped))
+            finally:
+                self.compact_after = saved
+            if len(dropped) > before:
+                removed[table] = len(snap.tables[table]) - len(new_tables[table])
         if dropped:
             self._commit(Snapshot(snap.number + 1, new_tables))
-            for path in dropped:
-                path.unlink(missing_ok=True)
+            self._delete(dropped)
         return removed
 
     def collect(self) -> int:
         """Delete Parquet files no snapshot lists (left by a crash before commit)."""
         snap = self.snapshot()
-        live = {f for fs in snap.tables.values() for f in fs}
+        live = {self._path(f) for fs in snap.tables.values() for f in fs}
         gone = 0
         for table in snap.tables:
-            base = self.folder / table
-            if not base.is_dir():
-                continue
-            for path in base.rglob("*.parquet"):
-                rel = str(path.relative_to(self.folder))
-                if rel not in live:
-                    path.unlink()
+            selector = pafs.FileSelector(self._path(table), allow_not_found=True, recursive=True)
+            for info in self.fs.get_file_info(selector):
+                if info.type != pafs.FileType.File:
+                    continue
+                stale_tmp = info.base_name.startswith(".") and info.base_name.endswith(".tmp")
+                if (info.path.endswith(".parquet") and info.path not in live) or stale_tmp:
+                    self.fs.delete_file(info.path)
                     gone += 1
-            for path in base.rglob(".*.tmp"):
-                path.unlink()
         return gone
 
 
