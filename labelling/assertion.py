@@ -4,7 +4,9 @@ A cue reaches the mentions of its own clause (a clause ends at . ; : ! ? or
 a new statement line), forward for preceding cues ("no", "sin",
 "sugestivo de", "antecedente de", "madre"), backward for following cues
 ("descartado", "cannot be excluded", "tratada"), within a few words
-(`scope:` in cues.yaml) and never across a terminator ("pero", "but").
+(`scope:` in cues.yaml) and never across a terminator ("pero", "but"); "con"/"com"/"with" end a
+negation or a hedge ("no hipertenso, con fiebre") but not a family or
+history cue ("madre con cáncer de mama").
 Pseudo negations ("sin cambios", "no change") are matched only so that
 their words do not count as cues.
 
@@ -44,13 +46,15 @@ def assert_mention(doc: Document, start: int, end: int, cue_list: list[Cue], cue
     scope = cues.scope
     inside = [c for c in cue_list if c.start >= cs and c.end <= ce]
     stops = [c for c in inside if c.kind == "stop"]
+    weak = [c for c in inside if c.kind == "weakstop"]
     candidates: list[tuple[int, int, Cue]] = []
     for c in inside:
-        if c.kind in ("stop", "pseudo") or (c.start < end and c.end > start):
+        if c.kind in ("stop", "pseudo", "weakstop") or (c.start < end and c.end > start):
             continue
         cert = c.certainty
+        blockers = stops + weak if cert in ("negative", "uncertain") else stops
         if c.end <= start and c.forward:
-            if any(c.end <= s.start and s.end <= start for s in stops):
+            if any(c.end <= s.start and s.end <= start for s in blockers):
                 continue
             d = _words_between(doc, c.end, start)
             window = {"family": scope.get("family_window", 14),
@@ -60,7 +64,7 @@ def assert_mention(doc: Document, start: int, end: int, cue_list: list[Cue], cue
             if d <= window:
                 candidates.append((d, PRIORITY[cert], c))
         elif c.start >= end and c.backward:
-            if any(end <= s.start and s.end <= c.start for s in stops):
+            if any(end <= s.start and s.end <= c.start for s in blockers):
                 continue
             d = _words_between(doc, end, c.start)
             if d <= scope.get("following_window", 6):

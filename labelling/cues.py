@@ -31,10 +31,11 @@ KIND_OF = {
     "historical_following": "<historical",
     "family": "family>",
     "hypothetical": "hypothetical>",
+    "weak_termination": "weakstop",
 }
 # Explicit lists of the project beat negspacy's when one phrase is in both.
 _OWN = ("uncertain_preceding", "uncertain_following", "historical_preceding", "historical_following", "family",
-        "hypothetical")
+        "hypothetical", "weak_termination")
 
 
 @dataclass(frozen=True)
