@@ -166,7 +166,9 @@ def _decode(tag: int, vr: str, raw: bytes, encodings: tuple[str, ...], implicit:
     return [v.strip(" \x00") for v in text.split("\\")]
 
 
-_CONTROL = re.compile(r"[\x00-\x1a\x1c-\x1f]")  # all but ESC (ISO 2022 code extensions)
+# Binary control characters: all but TAB, LF, FF, CR (RIS comments carry line breaks even in LO,
+# e.g. ReasonForStudy in deid-data's ultrasounds) and ESC (ISO 2022 code extensions).
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1a\x1c-\x1f]")
 
 
 def _check_binary(tag: int, vr: str, raw: bytes) -> None:
