@@ -220,3 +220,30 @@ def test_a_partner_that_deletes_originals_keeps_only_the_reason(tmp_path: Path, 
     [item] = list_items([p])
     assert (item.original, item.reason) == ("deleted", "not_dicom")
     shutil.rmtree(tmp_path / "co")
+
+
+def test_the_airflow_view_needs_an_airflow_login_and_shows_landing_ids(quarantined: dict, airflow_db: None,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow.api_fastapi.app import create_app, get_auth_manager
+    from fastapi.testclient import TestClient
+
+    monkeypatch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", "False")  # the suite's default logs all in
+    monkeypatch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", "reviewer:admin")
+
+    client = TestClient(create_app())
+    assert client.get("/sta-quarantine/api/items").status_code == 401  # plugin apps get no auth from Airflow
+    assert client.get("/sta-quarantine/", cookies={"_token": "forged"}).status_code in (401, 403)
+    am = get_auth_manager()
+    token = am.generate_jwt(am.deserialize_user({"sub": "reviewer", "role": "admin"}))
+    auth = {"Authorization": f"Bearer {token}"}
+    items = client.get("/sta-quarantine/api/items", params={"partner": PID}, headers=auth).json()["items"]
+    assert items and all(i["landing_id"].startswith("L") for i in items)
+    run = quarantined["ctx"].run_id
+    tab = client.get("/sta-quarantine/", params={"dag_id": f"ingest_{PID}", "run_id": run}, headers=auth)
+    assert tab.status_code == 200 and items[0]["landing_id"] in tab.text
+    page = client.get(f"/sta-quarantine/items/{PID}/{items[0]['landing_id']}", headers=auth)
+    assert page.status_code == 200 and items[0]["reason"] in page.text
+    phi = _phi_values(quarantined["truth"])
+    assert not [v for v in phi if v in tab.text or v in page.text]
+    link = client.get("/sta-quarantine/", params={"dag_id": "link_co", "run_id": run}, headers=auth)
+    assert "0 quarantined files" in link.text
