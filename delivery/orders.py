@@ -39,6 +39,11 @@ CREATE TABLE IF NOT EXISTS export_orders (
     emailed_at TEXT
 );
 CREATE INDEX IF NOT EXISTS export_orders_customer ON export_orders(customer_id, created_at);
+CREATE TABLE IF NOT EXISTS used_links (
+    nonce TEXT PRIMARY KEY,     -- a download link's nonce, once it served a download
+    order_id TEXT NOT NULL,
+    used_at TEXT NOT NULL
+);
 """
 
 
@@ -69,6 +74,17 @@ class OrdersMixin(Database):
                           "FROM export_orders WHERE customer_id = ? ORDER BY created_at DESC LIMIT ?",
                           [customer_id, limit])
         return rows
+
+    def use_link(self, nonce: str, order_id: str) -> bool:
+        """Mark a link used; False when it was used before (links work once)."""
+        import sqlite3
+
+        try:
+            with self.tx() as con:
+                con.execute("INSERT INTO used_links VALUES (?, ?, ?)", [nonce, order_id, now_iso()])
+        except sqlite3.IntegrityError:
+            return False
+        return True
 
     def update_order(self, order_id: str, **fields: Any) -> None:
         allowed = {"status", "progress", "n_studies", "bytes", "package", "error", "run_id",

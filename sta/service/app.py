@@ -10,14 +10,21 @@ from fastapi.staticfiles import StaticFiles
 
 from sta.service.audit import AuditMiddleware
 from sta.service.db import ServiceDB
-from sta.service.routers import me, patients, studies, thumbnails
+from sta.service.routers import accounts, exports, me, patients, sql, studies, thumbnails
 from sta.service.search import StoreSet
+from sta.service.settings import DeliverySettings
 
 STATIC = Path(__file__).resolve().parent / "static"
 
 
-def create_app(stores: StoreSet, db: ServiceDB) -> FastAPI:
-    """The service over ``stores`` with accounts, audit and orders in ``db``."""
+# Every router of the service. Another area adds its router here (one line).
+ROUTERS = [studies.router, patients.router, thumbnails.router, me.router, accounts.router, exports.router,
+           sql.router]
+
+
+def create_app(stores: StoreSet, db: ServiceDB, delivery: DeliverySettings | None = None) -> FastAPI:
+    """The service over ``stores`` with accounts, audit and orders in ``db``;
+    ``delivery`` defaults to ``DeliverySettings.from_env`` over the stores' data root."""
     app = FastAPI(
         title="STA query service",
         version="1.0",
@@ -30,8 +37,9 @@ def create_app(stores: StoreSet, db: ServiceDB) -> FastAPI:
     )
     app.state.stores = stores
     app.state.db = db
+    app.state.delivery = delivery or DeliverySettings.from_env(stores.data_root)
     app.add_middleware(AuditMiddleware)
-    for r in (studies.router, patients.router, thumbnails.router, me.router):
+    for r in ROUTERS:
         app.include_router(r)
 
     @app.get("/healthz", tags=["ops"], summary="Liveness and the regions served")

@@ -9,7 +9,8 @@
 - ``CurrentCustomer``: the customer of the ``X-API-Key`` header (an API key or
   a session token); a missing, unknown, revoked or expired one is a 401, so no
   handler can forget the check;
-- ``Regions``: the customer's regions that this service has a store for.
+- ``Regions``: the customer's regions that this service has a store for;
+- ``Settings``: delivery settings (customer areas, link signer, run trigger).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from fastapi.security import APIKeyHeader
 from sta.service.audit import RequestAudit, audit_of
 from sta.service.db import Customer, ServiceDB
 from sta.service.search import StoreSet
+from sta.service.settings import DeliverySettings
 
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
                               description="customer API key (sta_…) or session token (sess_…)")
@@ -63,3 +65,10 @@ def entitled_regions(customer: CurrentCustomer, stores: Stores, audit: Audit) ->
 
 
 Regions = Annotated[list[str], Depends(entitled_regions)]
+
+
+def get_settings(request: Request) -> DeliverySettings:
+    return request.app.state.delivery
+
+
+Settings = Annotated[DeliverySettings, Depends(get_settings)]

@@ -10,6 +10,8 @@ from typing import Any
 
 import duckdb
 
+from delivery.cards import dicom_tags
+
 EXCERPT_CHARS = 280
 
 # Where the findings start in a report (es, pt, en): the excerpt starts there
@@ -17,25 +19,7 @@ EXCERPT_CHARS = 280
 _FINDINGS_RE = re.compile(r"\b(hallazgos|achados|findings)\b", re.I)
 
 
-def tags(row: dict[str, Any]) -> dict[str, Any]:
-    """The DICOM attributes a result card shows, under their DICOM keywords."""
-    out = {
-        "Modality": row["modality"],
-        "ModalitiesInStudy": "\\".join(row["modalities"] or []),
-        "BodyPartExamined": row["body_part"],
-        "StudyDescription": row["study_description"],
-        "SeriesDescription": row["series_description"],
-        "StudyDate": row["study_date"].replace("-", "") if row["study_date"] else None,
-        "PatientSex": row["sex"],
-        "PatientAge": f"{row['age']:03d}Y" if row["age"] is not None else None,
-        "Manufacturer": row["manufacturer"],
-        "ManufacturerModelName": row["manufacturer_model"],
-        "Rows": row["rows"],
-        "Columns": row["cols"],
-        "NumberOfStudyRelatedSeries": row["n_series"],
-        "NumberOfStudyRelatedInstances": row["n_instances"],
-    }
-    return {k: v for k, v in out.items() if v not in (None, "")}
+tags = dicom_tags  # one definition, shared with the export builder
 
 
 def excerpt(text: str | None, limit: int = EXCERPT_CHARS) -> str | None:

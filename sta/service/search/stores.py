@@ -109,6 +109,11 @@ class StoreSet:
         return cls(stores)
 
     @property
+    def data_root(self) -> Path | None:
+        """The data root the stores were discovered under (None for stores given by path)."""
+        return self._data_root
+
+    @property
     def regions(self) -> list[str]:
         return list(self.stores)
 
