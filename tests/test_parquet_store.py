@@ -32,8 +32,8 @@ def test_rows_land_in_partitions_and_runs_append_files(tmp_path):
     t.upsert({"studies": (studies(["c"], "MR", 2021), KEY)})
     files = t.snapshot().tables["studies"]
     assert first <= set(files)  # earlier files untouched: appended, not rewritten
-    assert any("study_year=2020/modality=CT" in f for f in files)
-    assert any("study_year=2021/modality=MR" in f for f in files)
+    assert any("study_year=2020/study_modality=CT" in f for f in files)
+    assert any("study_year=2021/study_modality=MR" in f for f in files)
     assert sorted(t.read("studies")["study_uid"].to_pylist()) == ["a", "b", "c"]
 
 
@@ -41,7 +41,7 @@ def test_a_rerun_publishes_no_duplicates_and_rewrites_only_touched_files(tmp_pat
     t = PartnerTables(tmp_path)
     t.upsert({"studies": (studies(["a", "b"]), KEY)})
     t.upsert({"studies": (studies(["z"], "MR", 2019), KEY)})
-    untouched = [f for f in t.snapshot().tables["studies"] if "modality=MR" in f]
+    untouched = [f for f in t.snapshot().tables["studies"] if "study_modality=MR" in f]
     t.upsert({"studies": (studies(["b"], desc="fixed"), KEY)})  # b re-published with a new value
     table = t.read("studies").to_pylist()
     assert sorted(r["study_uid"] for r in table) == ["a", "b", "z"]
@@ -71,7 +71,7 @@ def test_uncommitted_files_are_invisible_and_collected(tmp_path):
     t = PartnerTables(tmp_path)
     t.upsert({"studies": (studies(["a"]), KEY)})
     # a crash after writing a file but before the snapshot was replaced
-    orphan = tmp_path / "studies" / "study_year=2020" / "modality=CT" / "part-crashed.parquet"
+    orphan = tmp_path / "studies" / "study_year=2020" / "study_modality=CT" / "part-crashed.parquet"
     pq.write_table(studies(["ghost"]), orphan)
     assert t.read("studies")["study_uid"].to_pylist() == ["a"]
     assert t.collect() == 1 and not orphan.exists()

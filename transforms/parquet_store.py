@@ -69,11 +69,13 @@ def _bucket(col: str) -> Callable[[dict[str, Any]], str]:
     return part
 
 
-# Partition spec per table: (directory key, how a row gives its value). A
+# Partition spec per table: (directory key, how a row gives its value). Keys
+# are never data column names (Spark refuses a column both in the files and
+# in the path), so a Hive-partitioned engine sees them as extra columns. A
 # table not listed has a single partition. Keys always map to the same
 # partition (the values are functions of the row's own, deterministic data).
 PARTITIONS: dict[str, list[tuple[str, Callable[[dict[str, Any]], str]]]] = {
-    "studies": [("study_year", _year("study_date_shifted")), ("modality", _value("modality"))],
+    "studies": [("study_year", _year("study_date_shifted")), ("study_modality", _value("modality"))],
     "series": [("bucket", _bucket("study_uid"))],
     "instances": [("bucket", _bucket("study_uid"))],
     "reports": [("bucket", _bucket("study_uid"))],
