@@ -276,11 +276,16 @@ _NAME_CONTEXT = re.compile(
 
 def _is_word_not_name(text: str, f: "Finding") -> bool:
     """A name/place/institution finding made only of common or clinical words, outside a name context."""
-    if f.type not in ("PERSON", "LOCATION", "ORGANIZATION") or f.source == "known" or f.score >= 0.9:
+    if f.type not in ("PERSON", "LOCATION", "ORGANIZATION", "ADDRESS") or f.source == "known" or f.score >= 0.9:
         return False
-    words = re.findall(r"[^\W\d_]+", text[f.start : f.end])
-    if not words:
+    span = text[f.start : f.end]
+    if f.type == "ADDRESS" and (f.source != "ner" or any(c.isdigit() for c in span)):
         return False
+    words = re.findall(r"[^\W\d_]+", span)
+    if f.source == "ner" and not any(len(w) > 2 for w in words):
+        return not _NAME_CONTEXT.search(text[max(0, f.start - 25) : f.start])  # "C.I.": initials, not a place
+    if not words or f.type in ("LOCATION", "ORGANIZATION") and len(words) > 1:
+        return False  # "Ciudad Real", "Hospital General": a multi-word place/institution is a name
     vocab = common_words()
     if not all(fold(w) in vocab or len(w) <= 2 for w in words):
         return False
@@ -311,6 +316,19 @@ def _propagate(text: str, findings: list[Finding]) -> list[Finding]:
             if len(v) >= 5:
                 ids.add(v)
     extra: list[Finding] = []
+    # Places and institutions found once (by the NER, a gazetteer, an
+    # acronym in context) are removed wherever the same name recurs.
+    phrases: dict[str, str] = {}
+    vocab = common_words()
+    for f in findings:
+        if f.type in ("LOCATION", "ORGANIZATION") and f.score >= 0.7:
+            v = text[f.start : f.end].strip(" .,;:()")
+            words = re.findall(r"[^\W\d_]+", v)
+            if len(v) >= 3 and v[0].isupper() and "\n" not in v and not all(fold(w) in vocab for w in words):
+                phrases.setdefault(v, f.type)
+    for v, typ in phrases.items():
+        for m in re.finditer(rf"(?<![\w]){re.escape(v)}(?![\w])", text):
+            extra.append(Finding(typ, m.start(), m.end(), 0.75, "propagated"))
     for tok in tokens:
         for m in re.finditer(rf"(?<![^\W_]){re.escape(tok)}(?![^\W_])", folded):
             # Names are written capitalised; "nascimento" in "Data de

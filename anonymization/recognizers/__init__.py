@@ -16,6 +16,7 @@ from presidio_analyzer import EntityRecognizer, RecognizerResult
 from anonymization.recognizers.contact import find_contacts
 from anonymization.recognizers.dates import find_dates, find_times
 from anonymization.recognizers.ids import find_ids
+from anonymization.recognizers.institutions import find_institutions
 from anonymization.recognizers.names import find_names
 from anonymization.recognizers.places import find_places
 
@@ -54,6 +55,7 @@ FINDERS: dict[str, tuple[Finder, list[str]]] = {
     "sta_dates": (find_date_spans, ["DATE", "TIME"]),
     "sta_contacts": (find_contacts, ["PHONE", "EMAIL", "URL", "ADDRESS", "LOCATION", "ORGANIZATION", "ID", "AGE"]),
     "sta_places": (find_places, ["LOCATION", "ADDRESS"]),
+    "sta_institutions": (find_institutions, ["ORGANIZATION"]),
 }
 
 

@@ -24,13 +24,13 @@ PHONE_RE = re.compile(
     r"(?:[\s.-]\d{2,5}){1,4}(?![\w/]|[.,]\d)"
 )
 PHONE_LABEL_RE = re.compile(
-    r"(?<![\w])(?:tel[ée]fono|telefone|tel[ée]f?\.?|tel|cel(?:ular)?\.?|m[óo]vil|movil|fone|fax|phone|mobile|cell|whats?app|contacto|contato)"
-    r"(?![^\W\d_])\.?\s*(?:n[º°o]\.?|#)?\s*[:=]?\s*(?P<v>\+?[\d(][\d\s().-]{5,22}\d)",
+    r"(?<![\w])(?:tel[ée]fonos?|telefones?|tel[ée]f?\.?|telf|tfno|tlfno|tlf|tel|cel(?:ular)?\.?|m[óo]vil|movil|fone|fax|phone|mobile|cell|whats?app|contacto|contato)"
+    r"(?![^\W\d_])\.?\s*(?:n[º°o]\.?|#)?\s*[:=]?\s*(?P<v>\+?\s?[\d(][\d\s().-]{5,22}\d)",
     re.IGNORECASE,
 )
 
 _STREET_WORDS = (
-    r"calle|cl\.|cll\.?|carrera|cra\.?|kra\.?|cr\.|avenida|av\.|avda\.?|diagonal|dg\.|transversal|tv\.|pasaje|psje\.?|jir[óo]n|jr\.|"
+    r"calle|cl\.|cll\.?|carrera|cra\.?|kra\.?|cr\.|avenida|av\.|avda\.?|avd\.?|pz\.?|prolongaci[óo]n|gran\s+v[íi]a|v[íi]a|raval|vialidad|residencial|diagonal|dg\.|transversal|tv\.|pasaje|psje\.?|jir[óo]n|jr\.|"
     r"c/\.?|ctra\.?|cno\.?|pasealekua|kalea|etorbidea|rambla|ronda|traves[íi]a|glorieta|"
     r"camino|carretera|paseo|plaza|pza\.|barrio|urbanizaci[óo]n|urb\.|manzana|mz\.?|lote|bloque|piso|dpto\.?|departamento|vereda|"
     r"rua|r\.|travessa|tv\.|alameda|al\.|estrada|rodovia|praça|pça\.?|largo|avenue|ave\.?|street|st\.|road|rd\.|boulevard|blvd\.?|"
@@ -49,7 +49,7 @@ ADDRESS_LABEL_RE = re.compile(
     re.IGNORECASE,
 )
 POSTAL_RE = re.compile(
-    r"(?<![\w])(?:cep|c\.?p\.?|c[óo]digo\s+postal|zip(?:\s+code)?)\s*[:.]?\s*(?P<v>\d{4,5}(?:-\d{3,4})?)(?![\w])",
+    r"(?<![\w])(?:cep|c\.?p\.?|c[óo]digo\s+postal|zip(?:\s+code)?)\s*[:.]?\s*(?P<v>\d{4,5}(?:-\d{3,4})?|[A-Z]\d{4}[A-Z]{0,3})(?![\w])",
     re.IGNORECASE,
 )
 POSTAL_CITY_RE = re.compile(r"(?<![\w.,/-])(?P<v>\d{4,5}(?:-\d{3})?)[ \t]+(?=[A-ZÁÉÍÓÚÑ][a-záéíóúñ’']+)")
@@ -63,7 +63,7 @@ INSTITUTION_RE = re.compile(
     rf"Red\s+de\s+Salud|Rede\s+D'Or|Hospital|Hosp\.|Cl[íi]nica|Cl[íi]nic|Centro\s+M[ée]dico|Centro\s+de\s+Salud|Centro\s+de\s+Sa[úu]de|Centro\s+Hospitalario|Sanatorio|"
     rf"Fundaci[óo]n|Funda[çc][ãa]o|Instituto|Policl[íi]nica|Policl[íi]nico|Santa\s+Casa|Medical\s+Center|Medical\s+Centre|Health\s+System|"
     rf"Health\s+Center|Imaging\s+Center|Laboratorio|Laborat[óo]rio|Unidad\s+M[ée]dica|IPS|E\.?S\.?E\.?|UBS|UPA|Hospital\s+Universitario|"
-    rf"Hospital\s+das\s+Cl[íi]nicas|Cl[íi]nica\s+Universidad|Diagn[óo]stico|Radiolog[íi]a|Imagenolog[íi]a|Memorial|University\s+Hospital|General\s+Hospital|"
+    rf"Hospital\s+das\s+Cl[íi]nicas|Cl[íi]nica\s+Universidad|Memorial|University\s+Hospital|General\s+Hospital|"
     rf"Children's\s+Hospital)(?:[ \t]+(?:{_PART}[ \t]+)*(?:{_CAP}|\d{{1,2}}(?=[ \t]+de[ \t]))){{1,6}}",
 )
 INSTITUTION_SUFFIX_RE = re.compile(
@@ -147,7 +147,8 @@ def find_contacts(text: str, language: str = "es") -> list[Span]:
     for m in US_STATE_ZIP_RE.finditer(text):
         out.append(("ADDRESS", m.start(), m.end(), 0.5))
     for m in INSTITUTION_RE.finditer(text):
-        out.append(("ORGANIZATION", m.start(), m.end(), 0.7))
+        if m.group()[0].isupper():  # "Hospital X", "HOSPITAL X"; not "diagnóstico de Linfoma"
+            out.append(("ORGANIZATION", m.start(), m.end(), 0.7))
     for m in INSTITUTION_SUFFIX_RE.finditer(text):
         out.append(("ORGANIZATION", m.start(), m.end(), 0.7))
     for m in INSTITUTION_LABEL_RE.finditer(text):

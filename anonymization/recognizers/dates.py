@@ -67,9 +67,20 @@ _TEXT_PATTERNS = [
         rf"(?<![\w]){_M}(?![^\W\d_])\.?\s+(?P<d>[0-3]?\d)(?:st|nd|rd|th)?(?:\s*,\s*|\s+de\s+|\s+)(?P<y>(?:1[89]|20)\d\d)(?!\w)",
         re.IGNORECASE,
     ),
-    # abril de 2022 / April 2022 / mar/2021
-    re.compile(rf"(?<![\w]){_M}(?![^\W\d_])\.?(?:\s+del?\s+|\s+|/|-)(?P<y>(?:1[89]|20)\d\d)(?!\w)", re.IGNORECASE),
+    # abril de 2022 / April 2022 / mar/2021 / septiembre del año 2000
+    re.compile(rf"(?<![\w]){_M}(?![^\W\d_])\.?(?:\s+del?\s+(?:año\s+|ano\s+)?|\s+|/|-)(?P<y>(?:1[89]|20)\d\d)(?!\w)", re.IGNORECASE),
+    # diciembre-03 / sep-04 / mar/21: month and a two-digit year
+    re.compile(rf"(?<![\w]){_M}(?![^\W\d_])\.?(?:-|/)(?P<y>\d\d)(?![\w/-]|\.\d)", re.IGNORECASE),
 ]
+# A full month name alone ("en octubre", "mes de abril"): a date element
+# finer than the year (HIPAA). Spanish/Portuguese full names only, and
+# English ones capitalised, except the ambiguous "May"/"March".
+_MONTH_ALONE = re.compile(
+    r"(?<![\w])(?P<m>enero|febrero|marzo|abril|mayo|junio|julio|agosto|septiembre|setiembre|octubre|noviembre|diciembre|"
+    r"janeiro|fevereiro|março|maio|junho|julho|setembro|outubro|novembro|dezembro|"
+    r"January|February|April|June|July|August|September|October|November|December)(?![\w])",
+    re.IGNORECASE,
+)
 _ISO = re.compile(r"(?<![\w/.-])(?P<y>(?:1[89]|20)\d\d)(?P<s>[-/.])(?P<m>[01]?\d)(?P=s)(?P<d>[0-3]?\d)(?![\w/]|\.\d)")
 _DMY = re.compile(r"(?<![\w/.-])(?P<a>[0-3]?\d)(?P<s>[-/.])(?P<b>[0-3]?\d)(?P=s)(?P<y>(?:1[89]|20)\d\d|\d\d)(?![\w/]|[.-]\d)")
 _COMPACT = re.compile(r"(?<![\w.-])(?P<y>(?:19|20)\d\d)(?P<m>0[1-9]|1[0-2])(?P<d>0[1-9]|[12]\d|3[01])(?![\w.-])")
@@ -176,6 +187,16 @@ def find_dates(text: str, language: str = "es") -> list[DateMatch]:
             if ystr:
                 parts["y"] = lambda d, o=ystr: f"{d.year % 100:02d}" if len(o) == 2 else f"{d.year}"
             add(DateMatch(m.start(), m.end(), date, _render_groups(m, parts), partial=not (dstr and ystr)))
+
+    for m in _MONTH_ALONE.finditer(text):
+        if not free(m.start(), m.end()):
+            continue
+        mword = m.group("m")
+        if mword.lower() in _LANG_LOOKUP["en"] and mword.lower() not in _LANG_LOOKUP["es"] and mword.lower() not in _LANG_LOOKUP["pt"] and not mword[0].isupper():
+            continue
+        month = (_LANG_LOOKUP.get(language, {}).get(mword.lower()) or _MONTH_LOOKUP[mword.lower()][1:])[0]
+        render = _render_groups(m, {"m": lambda d, o=mword: _month_word(o, d.month, language)})
+        add(DateMatch(m.start(), m.end(), dt.date(2000, month, 15), render, partial=True))
 
     for m in _ISO.finditer(text):
         if not free(m.start(), m.end()):

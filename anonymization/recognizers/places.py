@@ -128,12 +128,30 @@ _PART = r"(?:de|del|de\s+la|de\s+las|de\s+los|la|las|los|el|da|das|do|dos|d'|l'|
 POSTAL_PLACE_RE = re.compile(
     rf"(?<![\w.,/-])(?:[0-9]{{5}}|[0-9]{{5}}-[0-9]{{3}}|[0-9]{{4}}-[0-9]{{3}}),?[ \t]+(?P<v>(?:L['’])?{_NAMEWORD}(?:[ \t]+(?:{_PART}[ \t]+)?(?:L['’])?{_NAMEWORD}){{0,4}})"
 )
+_LOC_LABELS = (
+    r"(?:ciudad|cidade|city|municipio|munic[íi]pio|localidad|poblaci[óo]n|provincia|departamento|estado|state|comuna|cant[óo]n|bairro|barrio|"
+    r"colonia|distrito|county|naturalidad|naturalidade|lugar\s+de\s+nacimiento|lugar\s+de\s+residencia|procedencia|proced[êe]ncia|place\s+of\s+birth|uf)(?![^\W\d_])"
+)
+# "Localidad/ Provincia: Ciudad Real", "Município/UF: Campinas/SP"
 LOCATION_LABEL_RE = re.compile(
-    r"(?<![\w])(?:ciudad|cidade|city|municipio|munic[íi]pio|localidad|poblaci[óo]n|provincia|departamento|estado|state|comuna|cant[óo]n|bairro|barrio|"
-    r"colonia|distrito|county|naturalidad|naturalidade|lugar\s+de\s+nacimiento|lugar\s+de\s+residencia|procedencia|proced[êe]ncia|place\s+of\s+birth|uf)"
-    r"(?![^\W\d_])\s*[:=]\s*(?P<v>[^\n|;:]{2,60})",
+    rf"(?<![\w]){_LOC_LABELS}(?:\s*/\s*{_LOC_LABELS})?\s*[:=]\s*(?P<v>[^\n|;:]{{2,60}})",
     re.IGNORECASE,
 )
+# Mexican/Brazilian/Colombian sub-municipal units named by their kind.
+UNIT_RE = re.compile(
+    rf"(?<![\w])(?:Colonia|Col\.|Delegaci[óo]n|Alcald[íi]a|Municipio\s+de|Munic[íi]pio\s+de|Localidad\s+de|Vereda|Corregimiento|Distrito\s+de)[ \t]+(?:{_PART}[ \t]+)?{_NAMEWORD}(?:[ \t]+(?:{_PART}[ \t]+)?{_NAMEWORD}){{0,4}}"
+)
+
+
+@lru_cache(maxsize=1)
+def _us_state_codes() -> frozenset[str]:
+    import pycountry
+
+    return frozenset(s.code.split("-")[1] for s in pycountry.subdivisions.get(country_code="US") or ())
+
+
+# "Dublin, CA", "Springfield, IL 62701": a US state code after a place.
+US_STATE_RE = re.compile(r"(?<=[a-z], )(?P<v>[A-Z]{2})(?=[\s),.;]|$)")
 
 
 def _in_context(text: str, s: int, e: int) -> bool:
@@ -153,6 +171,9 @@ def find_places(text: str, language: str = "es") -> list[Span]:
     words = common_words()
     for s, e, name in _gazetteer_hits(text):
         f = _fold(name)
+        line_start = s == 0 or text[s - 1] == "\n"
+        if " " not in name and line_start and re.match(r"[ \t]*(?::|[a-záéíóúñ])", text[e : e + 3]):
+            continue  # "Reading radiologist:", "Victoria refiere": a label or a sentence, not a place
         if " " not in name and (name.lower() in lower_words or f in ambiguous) and not _in_context(text, s, e):
             continue
         # Even in context, a clinical word stays ("en Mayor medida") unless
@@ -163,6 +184,11 @@ def find_places(text: str, language: str = "es") -> list[Span]:
     for m in POSTAL_PLACE_RE.finditer(text):
         out.append(("LOCATION", m.start("v"), m.end("v"), 0.75))
         out.append(("ADDRESS", m.start(), m.start("v"), 0.6))
+    for m in UNIT_RE.finditer(text):
+        out.append(("LOCATION", m.start(), m.end(), 0.75))
+    for m in US_STATE_RE.finditer(text):
+        if m.group("v") in _us_state_codes():
+            out.append(("LOCATION", m.start("v"), m.end("v"), 0.6))
     for m in LOCATION_LABEL_RE.finditer(text):
         v = m.group("v")
         cut = re.search(r"\s{3,}|\t|\s+(?:[^\W\d_][\w.]*\s){0,2}[^\W\d_][\w.]*\s?:", v)

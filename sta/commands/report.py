@@ -32,7 +32,17 @@ def register(subparsers) -> None:
     s.add_argument("out_dir", type=Path)
     s.add_argument("--lang", choices=LANG_CHOICES, default=None, help="language of all files (else detected per file)")
     s.add_argument("--shift-days", type=int, default=0, help="date offset; 0 masks dates")
+    s.add_argument("--profile", default=None, help="de-identification profile whose text policy applies (include/text_policy.yaml)")
+    s.add_argument("--no-ner", action="store_true", help="patterns only (no NER model)")
     s.set_defaults(func=cmd_scrub_text)
+
+    e = subparsers.add_parser("eval-text", help="per-type recall/precision and kept words of the scrubber on a MEDDOCAN (brat) folder")
+    e.add_argument("gold", type=Path, nargs="?", default=None, help="brat folder with .txt/.ann (default ../shared/data/meddocan/dev)")
+    e.add_argument("--scrubbed", type=Path, default=None, help="score files already scrubbed (e.g. by sta scrub-text) instead")
+    e.add_argument("--no-ner", action="store_true")
+    e.add_argument("--limit", type=int, default=None)
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(func=cmd_eval_text)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -72,7 +82,7 @@ def cmd_scrub_text(args: argparse.Namespace) -> int:
     if not args.in_dir.is_dir():
         raise FileNotFoundError(f"{args.in_dir} is not a directory")
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    scrubber = TextScrubber()  # models load once for the whole folder
+    scrubber = TextScrubber([args.lang] if args.lang else None, use_ner=not args.no_ner)  # models load once for the whole folder
     done, failed = 0, []
     t0 = time.perf_counter()
     for src in sorted(args.in_dir.rglob("*.txt")):
@@ -84,7 +94,7 @@ def cmd_scrub_text(args: argparse.Namespace) -> int:
             print(f"sta scrub-text: {rel}: {exc.reason_code}: {exc.message}", file=sys.stderr)
             continue
         language = args.lang or detect_language(text)
-        result = scrubber.scrub(text, language, date_shift_days=args.shift_days)
+        result = scrubber.scrub(text, language, date_shift_days=args.shift_days, profile=args.profile)
         dst = args.out_dir / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
         dst.write_text(result.text, encoding="utf-8")
@@ -92,3 +102,18 @@ def cmd_scrub_text(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - t0
     print(json.dumps({"scrubbed": done, "failed": failed, "seconds": round(elapsed, 3)}, ensure_ascii=False))
     return 0 if not failed else 3
+
+
+def cmd_eval_text(args: argparse.Namespace) -> int:
+    from anonymization import text_eval
+
+    argv = [str(args.gold)] if args.gold else []
+    if args.scrubbed:
+        argv += ["--scrubbed", str(args.scrubbed)]
+    if args.no_ner:
+        argv.append("--no-ner")
+    if args.limit:
+        argv += ["--limit", str(args.limit)]
+    if args.json:
+        argv.append("--json")
+    return text_eval.main(argv)
