@@ -66,6 +66,21 @@ def _airflow(command: list[str], **extra: Any) -> dict[str, Any]:
     return svc
 
 
+def _conn_env(*conn_ids: str | None) -> dict[str, str]:
+    """Credentials a worker is given: only the connections it needs, one variable each.
+
+    Interpolated by compose from the host's environment, so each container
+    receives its own partner's source and its own region's storage
+    credentials and never another's (``.env`` holds only shared settings).
+    """
+    out = {}
+    for conn_id in conn_ids:
+        if conn_id:
+            var = f"AIRFLOW_CONN_{conn_id.upper()}"
+            out[var] = "${" + var + ":-}"
+    return out
+
+
 def compose(partners: Iterable[PartnerConfig]) -> dict[str, Any]:
     """The compose document as a dict."""
     partners = sorted(partners, key=lambda p: p.id)
@@ -99,7 +114,8 @@ def compose(partners: Iterable[PartnerConfig]) -> dict[str, Any]:
         root = f"{p.region}/partners/{p.id}"
         services[f"worker-{_service_name(p.id)}"] = _airflow(
             ["airflow", "celery", "worker", "-q", p.queue, "--concurrency", str(p.execution.slots_per_worker)],
-            environment={"STA_WORKER_NAME": f"worker-{p.queue}"},
+            environment={"STA_WORKER_NAME": f"worker-{p.queue}",
+                         **_conn_env(p.source.conn_id, f"sta_storage_{p.region}")},
             volumes=[f"{HOST_ROOT}/{root}:{DATA}/{root}"],
             deploy={"replicas": p.execution.workers},
         )
@@ -109,7 +125,7 @@ def compose(partners: Iterable[PartnerConfig]) -> dict[str, Any]:
         vols.append(f"{HOST_ROOT}/{region}/store:{DATA}/{region}/store")
         services[f"worker-region-{region}"] = _airflow(
             ["airflow", "celery", "worker", "-q", f"region-{region}"],
-            environment={"STA_WORKER_NAME": f"worker-region-{region}"},
+            environment={"STA_WORKER_NAME": f"worker-region-{region}", **_conn_env(f"sta_storage_{region}")},
             volumes=vols,
         )
     store_vols = [f"{HOST_ROOT}/{r}/store:{DATA}/{r}/store:ro" for r in sorted(by_region)]

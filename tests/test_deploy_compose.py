@@ -53,6 +53,23 @@ def test_one_worker_per_partner_queue_mounting_only_its_root():
                 assert v.endswith(":ro") or host.endswith("/store")
 
 
+def test_a_worker_gets_only_its_own_partners_and_regions_credentials():
+    partners = load_partners()
+    doc = yaml.safe_load(render(partners))
+    for p in partners:
+        svc = next(s for s in _workers(doc).values() if _queue(s) == p.queue)
+        conns = {k for k in svc["environment"] if k.startswith("AIRFLOW_CONN_")}
+        expected = {f"AIRFLOW_CONN_STA_STORAGE_{p.region.upper()}"}
+        if p.source.conn_id:
+            expected.add(f"AIRFLOW_CONN_{p.source.conn_id.upper()}")
+        assert conns == expected, (p.id, conns)
+    for name, svc in _workers(doc).items():
+        if _queue(svc).startswith("region-"):
+            region = _queue(svc).split("-", 1)[1]
+            assert {k for k in svc["environment"] if k.startswith("AIRFLOW_CONN_")} == {
+                f"AIRFLOW_CONN_STA_STORAGE_{region.upper()}"}
+
+
 def test_every_region_has_a_linking_worker_and_the_services_exist():
     partners = load_partners()
     doc = yaml.safe_load(render(partners))
