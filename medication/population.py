@@ -17,11 +17,17 @@ Each feature is centred and scaled by its robust spread in the drug's
 history; the dose dimensions carry extra weight because the errors this
 model exists for (10x, 0.1x, unit slips) live there.
 
-Calibration: the forest is trained on 80% of the drug's orders and scores the
+Calibration: a forest trained on 80% of the drug's orders scores the
 held-back 20%; the threshold is a high quantile of those out-of-sample
-scores times a margin, then the forest is retrained on everything. The model
+scores times a margin; the model's forest holds every order. The model
 version (a hash of training data and parameters) is reported with every
 decision.
+
+A forest score alone flags unusual profiles as well as unusual doses, so the
+check also asks the dose to lie outside the range that the most similar
+orders (same diagnosis group, weight, age) received, by ``DOSE_GATE``: an
+anomaly is an unusual order whose dose is what makes it unusual. Drugs with
+fewer than ``MIN_GROUP`` orders get the neighbours' range alone.
 """
 
 from __future__ import annotations
@@ -72,7 +78,8 @@ class GroupModel:
     weight_median: float
     freq_max: float
     threshold: float | None
-    forest_json: str | None
+    points: list[list[float]] | None   # the scaled training points, in insertion order
+    seed: int
     ref_ld: list[float]
     ref_lw: list[float]
     ref_age: list[float]
@@ -100,12 +107,19 @@ class GroupModel:
         return float(10 ** q10), float(10 ** q50), float(10 ** q90)
 
     def forest(self):  # noqa: ANN201
-        if self.forest_json is None:
+        """The forest, rebuilt from its training points on first use.
+
+        rcf3 forests are deterministic for a seed and an insertion order, so
+        the model file keeps the points (kilobytes) rather than the forest
+        state (a megabyte per drug); rebuilding one takes ~0.1 s.
+        """
+        if self.points is None:
             return None
         if self._forest is None:
-            import rcf3
-
-            self._forest = rcf3.Forest.from_json(self.forest_json)
+            forest = _new_forest(len(self.points[0]), self.seed)
+            for x in self.points:
+                forest.update(x)
+            self._forest = forest
         return self._forest
 
     def features(self, daily: float, age: float | None, sex: str | None, weight: float | None,
@@ -162,7 +176,7 @@ def fit_group(key: str, unit: str, df, seed: int = SEED) -> GroupModel:  # noqa:
                   dx_enc=dx_enc, dx_share=dx_share, dose_median=float(10 ** med_ld), weight_median=weight_median,
                   freq_max=float(df["frequency_per_day"].max()), **ref)
     if len(df) < MIN_GROUP:
-        return GroupModel(threshold=None, forest_json=None, **common)
+        return GroupModel(threshold=None, points=None, seed=seed, **common)
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(X))
     cut = int(len(X) * 0.8)
@@ -171,12 +185,8 @@ def fit_group(key: str, unit: str, df, seed: int = SEED) -> GroupModel:  # noqa:
         calib.update(X[i].tolist())
     held = np.array([calib.score(X[i].tolist()) for i in order[cut:]]) if cut < len(X) else np.array([1.0])
     threshold = float(np.quantile(held, QUANTILE)) * MARGIN if len(held) else 1.0
-    forest = _new_forest(X.shape[1], seed)
-    for i in order:
-        forest.update(X[i].tolist())
-    gm = GroupModel(threshold=threshold, forest_json=forest.to_json(), **common)
-    gm._forest = forest
-    return gm
+    points = [np.round(X[i], 5).tolist() for i in order]
+    return GroupModel(threshold=threshold, points=points, seed=seed, **common)
 
 
 @dataclass

@@ -89,7 +89,7 @@ def train(args: argparse.Namespace) -> int:
     checker = _checker(args, load_model=False)
     t0 = time.perf_counter()
     model = checker.train()
-    forests = sum(1 for g in model.groups.values() if g.forest_json)
+    forests = sum(1 for g in model.groups.values() if g.points)
     print(json.dumps({"model_version": model.version, "drugs": len(model.groups), "forests": forests,
                       "seconds": round(time.perf_counter() - t0, 2)}))
     return 0
