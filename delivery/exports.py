@@ -245,7 +245,7 @@ def _study_records(con: duckdb.DuckDBPyConnection, region: str) -> Iterator[dict
     labels: dict[str, list] = {}
     for r in _dicts(con.execute(
             f"SELECT l.* EXCLUDE (partner_id) FROM {st}.labels l JOIN batch b USING (study_uid, partner_id) "
-            "ORDER BY l.study_uid, l.label, l.value")):
+            "ORDER BY l.study_uid, l.concept, l.certainty")):
         labels.setdefault(r.pop("study_uid"), []).append(r)
     series: dict[str, list] = {}
     for r in _dicts(con.execute(

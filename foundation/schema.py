@@ -87,15 +87,48 @@ REPORTS = pa.schema(
     ]
 )
 
+# Report labels (labelling/, issue 13): one row per study and concept, the
+# concept's certainty decided over every mention in the study's reports.
+# Only positive labels are search facets; the others stay queryable
+# ("studies that rule out pneumonia"). Concept ids: include/labelling/concepts.yaml.
 LABELS = pa.schema(
     [
         ("study_uid", pa.string()),
         ("partner_id", pa.string()),
-        ("label", pa.string()),
-        ("value", pa.string()),
+        ("concept", pa.string()),  # e.g. pneumonia, fracture, birads_4, normal
+        ("certainty", pa.string()),  # positive, negative, uncertain, historical, family
+        ("label_es", pa.string()),
+        ("label_pt", pa.string()),
+        ("label_en", pa.string()),
         ("confidence", pa.float32()),
+        ("source", pa.string()),  # rule or model
         ("model", pa.string()),
         ("model_version", pa.string()),
+        ("cluster", pa.string()),  # labelling cluster the study was routed to (include/labelling/clusters)
+        ("report_id", pa.string()),  # the report holding the evidence
+        ("evidence_start", pa.int32()),  # character offsets in that report's text_scrubbed
+        ("evidence_end", pa.int32()),
+        ("evidence_section", pa.string()),  # findings, impression, indication, history, body...
+        ("evidence_text", pa.string()),
+    ]
+)
+
+# Study characterization (labelling/characterize.py): demographics, image
+# attributes, clinical context; one row per study, field and value, each with
+# where it was read and a confidence. Fields: age_group, sex, ethnicity,
+# resolution, pixel_spacing_mm, slice_thickness_mm, dimensionality, contrast,
+# scan_phase, care_setting, symptom, history, procedure_context, body_region,
+# cluster. ``value_num`` holds the number of numeric fields (mm, pixels, age).
+CHARACTERISTICS = pa.schema(
+    [
+        ("study_uid", pa.string()),
+        ("partner_id", pa.string()),
+        ("field", pa.string()),
+        ("value", pa.string()),
+        ("value_num", pa.float64()),
+        ("source", pa.string()),  # dicom, description, report, labeller, derived, rules
+        ("confidence", pa.float32()),
+        ("evidence", pa.string()),  # the DICOM attribute, or "start-end" offsets in the report
     ]
 )
 
@@ -146,6 +179,7 @@ TABLES: dict[str, pa.Schema] = {
     "instances": INSTANCES,
     "reports": REPORTS,
     "labels": LABELS,
+    "characteristics": CHARACTERISTICS,
 }
 
 PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
@@ -154,5 +188,6 @@ PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
     "series": ("series_uid",),
     "instances": ("sop_uid",),
     "reports": ("report_id",),
-    "labels": ("study_uid", "label", "value", "model"),
+    "labels": ("study_uid", "concept"),
+    "characteristics": ("study_uid", "field", "value"),
 }

@@ -215,18 +215,20 @@ class Vocabulary:
                 hits.append(f"{name}_{n}")
         if hits:
             return hits
+        exact, near = [], []
         for c in self.concepts.values():
             names = {fold_phrase(c.id), *(fold_phrase(v) for v in c.label.values())}
-            if k in names or any(s.pattern.fullmatch(k) for s in c.synonyms):
-                hits.append(c.id)
+            if k in names or any(s.pattern.fullmatch(k) for s in c.synonyms + c.chest_terms):
+                exact.append(c.id)
                 continue
-            plains = [s.plain for s in c.synonyms if s.plain] + [n for n in names if n]
+            stems = [s.term.rstrip("*") for s in c.synonyms if s.term.endswith("*") and " " not in s.term]
+            plains = [p for p in [s.plain for s in c.synonyms if s.plain] + [n for n in names if n] + stems
+                      if " " not in p or " " in k]
             if len(k) >= 5 and any(p.startswith(k) for p in plains):
-                hits.append(c.id)
-                continue
-            if len(k) >= 7 and any(_one_edit(k, p) for p in plains if abs(len(p) - len(k)) <= 1):
-                hits.append(c.id)
-        return hits
+                near.append(c.id)
+            elif len(k) >= 7 and any(_one_edit(k, p) for p in plains if abs(len(p) - len(k)) <= 1):
+                near.append(c.id)
+        return exact or near
 
 
 def _one_edit(a: str, b: str) -> bool:

@@ -106,14 +106,21 @@ class Labeller:
         self.status_model = status_model
         self.version = f"{self.vocab.version}.{self.cues.version}"
 
-    def label(self, text: str, language: str | None = None, chest: bool | None = None) -> ReportLabels:
+    def label(self, text: str, language: str | None = None, chest: bool | None = None,
+              cluster: Any = None) -> ReportLabels:
+        """Labels of one report. ``cluster`` (labelling.clusters.Cluster): its chest flag, concept
+        list and models apply; without one, every concept and the default models."""
         doc = Document.of(text)
         lang = language or detect(text)
         sections = splitter().split(doc)
+        if cluster is not None and chest is None:
+            chest = cluster.chest
         mentions = self.mentions(doc, lang, sections, chest)
         labels = self._aggregate(mentions)
-        labels = self._derive_status(labels, mentions, doc, sections)
-        return ReportLabels(lang, sorted(labels.values(), key=lambda lab: lab.concept), [e for _c, e, _s in mentions])
+        use_model = cluster is None or "status_model" in cluster.models
+        labels = self._derive_status(labels, mentions, doc, sections, use_model)
+        kept = [lab for lab in labels.values() if cluster is None or cluster.keeps(lab.concept)]
+        return ReportLabels(lang, sorted(kept, key=lambda lab: lab.concept), [e for _c, e, _s in mentions])
 
     def mentions(self, doc: Document, lang: str, sections: list, chest: bool | None = None
                  ) -> list[tuple[str, Evidence, str]]:
@@ -170,7 +177,7 @@ class Labeller:
         return features(doc.folded, tags, skip)
 
     def _derive_status(self, labels: dict[str, Label], mentions: list[tuple[str, Evidence, str]],
-                       doc: Document, sections: list) -> dict[str, Label]:
+                       doc: Document, sections: list, use_model: bool = True) -> dict[str, Label]:
         findings = [lab for lab in labels.values()
                     if self.vocab.group(lab.concept) in FINDING_GROUPS or lab.concept == "malignant"]
         positive = [lab for lab in findings if lab.certainty == "positive"]
@@ -188,7 +195,7 @@ class Labeller:
                      and e.section != "indication"]
         ruled_out = [e for c, e, _s in mentions if e.certainty == "negative" and e.section != "indication"
                      and (self.vocab.group(c) in FINDING_GROUPS or c == "malignant")]
-        if self.status_model is not None:
+        if self.status_model is not None and use_model:
             # No finding the rules know is present: the model reads the rest.
             p = self.status_model.p_abnormal(self.status_tokens(doc, mentions, sections))
             t = self.status_model.threshold
@@ -246,6 +253,21 @@ def default_labeller() -> Labeller:
     return Labeller()
 
 
-def label_report(text: str, language: str | None = None, chest: bool | None = None) -> ReportLabels:
+def label_report(text: str, language: str | None = None, chest: bool | None = None,
+                 cluster: Any = None) -> ReportLabels:
     """Labels of one report with the default labeller (vocabulary, cues and model of include/)."""
-    return default_labeller().label(text, language, chest)
+    return default_labeller().label(text, language, chest, cluster)
+
+
+def table_row(lab: Label, study_uid: str, partner_id: str, cluster: str | None = None,
+              report_id: str | None = None) -> dict[str, Any]:
+    """A label as a row of the published ``labels`` table (foundation.schema.LABELS)."""
+    ev = lab.evidence[0] if lab.evidence else None
+    return {
+        "study_uid": study_uid, "partner_id": partner_id, "concept": lab.concept, "certainty": lab.certainty,
+        "label_es": lab.label.get("es"), "label_pt": lab.label.get("pt"), "label_en": lab.label.get("en"),
+        "confidence": lab.confidence, "source": lab.source, "model": lab.model, "model_version": lab.model_version,
+        "cluster": cluster, "report_id": report_id,
+        "evidence_start": ev.start if ev else None, "evidence_end": ev.end if ev else None,
+        "evidence_section": ev.section if ev else None, "evidence_text": ev.text[:200] if ev else None,
+    }

@@ -30,8 +30,8 @@ MODALITIES = ["CR", "CR", "DX", "DX", "DX", "CT", "CT", "CT", "CT", "MR", "MR", 
 REGIONS_BODY = ["head_neck", "chest", "chest", "abdomen", "msk", "msk", "pelvis", "whole_body"]
 MANUFACTURERS = ["GE Healthcare", "Siemens Healthineers", "Philips", "Canon Medical",
                  "Fujifilm", "Hologic", "Samsung Medison", "Mindray"]
-# Label vocabulary of the pipeline's labeller (include/labels.yaml).
-FINDING_LABELS = ["pulmonary_nodule", "pneumonia", "fracture", "tumor"]
+# Concept ids of the pipeline's labeller (include/labelling/concepts.yaml).
+FINDING_LABELS = ["nodule", "pneumonia", "fracture", "mass"]
 
 FINDINGS = {
     "es": ["Se observa nódulo de bordes definidos", "Ausencia del nódulo linfático",
@@ -174,15 +174,23 @@ SELECT md5('r' || g.study_uid), g.study_uid, g.patient_token, g.partner_id, g.la
 FROM g JOIN studies s USING (study_uid)
 """)
         con.execute(f"""
-INSERT INTO labels
-SELECT g.study_uid, g.partner_id, 'birads', (g.h11 % 6)::VARCHAR, 0.9, 'synth-birads', '1'
+INSERT INTO labels (study_uid, partner_id, concept, certainty, label_es, label_pt, label_en, confidence, source,
+                    model, model_version)
+SELECT g.study_uid, g.partner_id, 'birads_' || (g.h11 % 6)::VARCHAR, 'positive',
+       'BI-RADS ' || (g.h11 % 6)::VARCHAR, 'BI-RADS ' || (g.h11 % 6)::VARCHAR, 'BI-RADS ' || (g.h11 % 6)::VARCHAR,
+       0.95, 'rule', 'synth', '1'
 FROM g JOIN studies s USING (study_uid) WHERE s.body_region = 'breast'
 UNION ALL
-SELECT g.study_uid, g.partner_id, 'normal', 'yes', 0.8, 'synth-normal', '1'
+SELECT g.study_uid, g.partner_id, 'normal', 'positive', 'Normal', 'Normal', 'Normal', 0.9, 'rule', 'synth', '1'
 FROM g WHERE g.h10 % 3 = 0
 UNION ALL
-SELECT g.study_uid, g.partner_id, 'finding',
-       {_sql_list(FINDING_LABELS)}[1 + (g.h9 % {len(FINDING_LABELS)})::INTEGER], 0.7, 'synth-finding', '1'
+SELECT g.study_uid, g.partner_id, 'pneumonia', 'negative', 'Neumonía', 'Pneumonia', 'Pneumonia', 0.9, 'rule',
+       'synth', '1'
+FROM g WHERE g.h10 % 3 = 0 AND g.h9 % 4 = 0
+UNION ALL
+SELECT g.study_uid, g.partner_id,
+       {_sql_list(FINDING_LABELS)}[1 + (g.h9 % {len(FINDING_LABELS)})::INTEGER], 'positive', NULL, NULL, NULL, 0.9,
+       'rule', 'synth', '1'
 FROM g WHERE g.h10 % 3 <> 0
 """)
         rebuild_search(con)

@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from foundation.schema import TABLES
+from labelling.labeller import label_report, table_row
 
 DEMO_PARTNERS = [
     ("co", "co", "co_hospital_norte", ["es", "es", "en"]),
@@ -103,14 +104,12 @@ def build_demo_rows(seed: int = 0, studies_per_partner: int = 24) -> dict[str, d
             date = dt.date(2015, 1, 1) + dt.timedelta(days=rng.randrange(3500) + p_index)
             age = date.year - person["birth_year"]
             lang = rng.choice(langs)
-            text, lab_name, lab_value = rng.choice(FINDINGS[lang])
+            text, _name, _value = rng.choice(FINDINGS[lang])
             study_uid = f"2.25.{100 + p_index}{k:04d}{seed}"
             manufacturer = "Hologic" if modality == "MG" else rng.choice(MANUFACTURERS)
-            labels = [(lab_name, lab_value)] if lab_name else []
             if body_region == "breast":
                 birads = rng.choice(["1", "2", "2", "3", "4"])
                 text += f" ACR BI-RADS {birads}."
-                labels.append(("birads", birads))
             n_series = 1 + (k % 2)
             rows["studies"].append({
                 "study_uid": study_uid, "patient_token": person["token"], "partner_id": pid,
@@ -151,11 +150,8 @@ def build_demo_rows(seed: int = 0, studies_per_partner: int = 24) -> dict[str, d
                 "language": lang, "source_format": "txt", "pages": 1, "ocr_pages": 0,
                 "text_scrubbed": text,
             })
-            for name, value in labels:
-                rows["labels"].append({
-                    "study_uid": study_uid, "partner_id": pid, "label": name, "value": value,
-                    "confidence": 0.9, "model": f"demo-{name}", "model_version": "1",
-                })
+            for lab in label_report(text, lang).labels:  # the pipeline's labeller on the demo text
+                rows["labels"].append(table_row(lab, study_uid, pid))
         out[pid] = rows
     return out
 

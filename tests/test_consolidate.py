@@ -255,11 +255,11 @@ def test_linking_reads_only_the_tables_a_publication_changed(tmp_path):
     first = consolidate_region(region, tmp_path)
     assert first["partners"][pid]["tables"] == sorted(TABLES)
     study = rows[pid]["studies"][0]["study_uid"]
-    extra = pa.Table.from_pylist([{"study_uid": study, "partner_id": pid, "label": "finding", "value": "extra",
+    extra = pa.Table.from_pylist([{"study_uid": study, "partner_id": pid, "concept": "extra", "certainty": "positive",
                                    "confidence": 0.5, "model": "t", "model_version": "1"}], schema=TABLES["labels"])
     published.upsert({"labels": (extra, PRIMARY_KEYS["labels"])})
     second = consolidate_region(region, tmp_path)
     assert second["partners"][pid]["tables"] == ["labels"]
-    labels = [r for r in _table_rows(store_path(region, tmp_path), "labels") if r[3] == "extra"]
+    labels = [r for r in _table_rows(store_path(region, tmp_path), "labels") if r[2] == "extra"]
     assert len(labels) == 1
     assert consolidate_region(region, tmp_path)["partners"][pid]["status"] == "unchanged"

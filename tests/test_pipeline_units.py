@@ -1,4 +1,6 @@
-"""Unit tests of the pipeline's small libraries: classify, quarantine, Parquet merge, regions, labels, config roots."""
+"""Unit tests of the pipeline's small libraries: classify, quarantine, Parquet merge, config roots.
+
+Body regions and labels: tests/test_labelling*.py."""
 
 from __future__ import annotations
 
@@ -9,9 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from foundation.paths import PartnerRoot
-from transforms.body_region import body_region
 from transforms.classify import Kind, classify
-from transforms.labels import label_text
 from transforms.parquet_store import merge_table
 from foundation.quarantine import Reason, quarantine_file, read_reason
 
@@ -52,20 +52,6 @@ def test_merge_by_key_is_idempotent_and_replaces_rows(tmp_path):
     assert merge_table(path, pa.table({"k": ["b", "c"], "v": [20, 3]}), ("k",)) == 3
     rows = {r["k"]: r["v"] for r in pq.read_table(path).to_pylist()}
     assert rows == {"a": 1, "b": 20, "c": 3}
-
-
-def test_body_region_rules_are_data():
-    assert body_region("MG", None) == "breast"
-    assert body_region("CT", "CHEST") == "chest"
-    assert body_region("CT", None, "TAC DE CRÁNEO SIMPLE") == "head_neck"
-    assert body_region("MR", None, "RM JOELHO DIREITO") == "msk"
-    assert body_region("US", None, None) == "unknown"
-
-
-def test_labels_from_report_text():
-    labels = {(l["label"], l["value"]) for l in label_text("s", "p", "Mamografía: BI-RADS 4. Nódulo pulmonar.")}
-    assert ("birads", "4") in labels and ("finding", "pulmonary_nodule") in labels
-    assert {(l["label"], l["value"]) for l in label_text("s", "p", "Estudo dentro dos limites normais.")} == {("normal", "yes")}
 
 
 def test_partner_root_refuses_paths_outside_it(tmp_path):

@@ -31,7 +31,7 @@ import pyarrow as pa
 
 from foundation.schema import TABLES
 
-LAYOUT_VERSION = "4"
+LAYOUT_VERSION = "5"  # 5: concept labels with certainty, characterization columns (issue 13)
 
 SEARCH_COLUMNS: list[tuple[str, str]] = [
     ("sid", "INTEGER"),  # dense row number, 1..n, in (patient_token, date, uid) order
@@ -46,7 +46,22 @@ SEARCH_COLUMNS: list[tuple[str, str]] = [
     ("age", "INTEGER"),
     ("sex", "VARCHAR"),
     ("manufacturer", "VARCHAR"),
-    ("labels", "VARCHAR[]"),
+    ("labels", "VARCHAR[]"),  # positive concept ids: the facets and filters (include/labelling/concepts.yaml)
+    # Every label as 'concept:certainty' ('pneumonia:negative'): negatives and hedges stay queryable.
+    ("label_certainties", "VARCHAR[]"),
+    # Characterization (labelling/characterize.py): the surest value of each single-valued field,
+    # and every 'field:value' (symptoms, history... are several).
+    ("cluster", "VARCHAR"),
+    ("age_group", "VARCHAR"),
+    ("ethnicity", "VARCHAR"),
+    ("contrast", "VARCHAR"),
+    ("dimensionality", "VARCHAR"),
+    ("slice_thickness", "DOUBLE"),
+    ("pixel_spacing", "DOUBLE"),
+    ("scan_phase", "VARCHAR"),
+    ("care_setting", "VARCHAR"),
+    ("procedure_context", "VARCHAR"),
+    ("characteristics", "VARCHAR[]"),
     # JSON of every field a result shows (CARD_FIELDS), report text included;
     # the columns above are the ones searched, sorted or grouped on.
     ("card", "VARCHAR"),
@@ -64,6 +79,8 @@ CARD_FIELDS = (
     "body_region", "study_date", "study_description", "age", "sex", "manufacturer",
     "manufacturer_model", "n_series", "n_instances", "labels", "report_text", "report_language",
     "thumb_series_uid", "thumbnail", "body_part", "series_description", "rows", "cols",
+    "label_certainties", "label_evidence", "cluster", "age_group", "ethnicity", "contrast", "dimensionality",
+    "slice_thickness", "pixel_spacing", "scan_phase", "care_setting", "procedure_context", "characteristics",
 )
 
 
@@ -145,9 +162,14 @@ def _search_select_sql() -> str:
     which only the keyword index needs) from the six base tables.
 
     Why these choices:
-    - labels become ``'name:value'`` strings, lower-case, so ``label=birads:2``
-      is one list lookup; a study has several labels from several models, the
-      list is de-duplicated.
+    - ``labels`` lists the study's *positive* concept ids (``pneumonia``,
+      ``birads_2``, ``normal``): only positive labels are facets and filters;
+      ``label_certainties`` lists every label as ``concept:certainty`` so that
+      "rules out pneumonia" (``pneumonia:negative``) is one list lookup too;
+      ``label_evidence`` (card only) the evidence text of each label.
+    - characterization: per single-valued field the value with the highest
+      confidence becomes a column (``age_group``, ``contrast``,
+      ``slice_thickness``...); ``characteristics`` lists every ``field:value``.
     - a study may have several reports (addenda): their texts are joined in
       report id order so results are stable.
     - ``search_text`` is ``lower(strip_accents(...))`` of the description,
@@ -160,8 +182,26 @@ def _search_select_sql() -> str:
     return """
 WITH lab AS (
     SELECT study_uid, partner_id,
-           list_sort(list_distinct(list(lower(label || ':' || coalesce(value, ''))))) AS labels
+           list_sort(list_distinct(list(concept) FILTER (WHERE certainty = 'positive'))) AS labels,
+           list_sort(list_distinct(list(concept || ':' || certainty))) AS label_certainties,
+           list(struct_pack(concept := concept, certainty := certainty, confidence := confidence,
+                            source := source, text := evidence_text, section := evidence_section)
+                ORDER BY concept) AS label_evidence
     FROM labels GROUP BY study_uid, partner_id
+), chr AS (
+    SELECT study_uid, partner_id,
+           arg_max(value, confidence) FILTER (WHERE field = 'cluster') AS cluster,
+           arg_max(value, confidence) FILTER (WHERE field = 'age_group') AS age_group,
+           arg_max(value, confidence) FILTER (WHERE field = 'ethnicity') AS ethnicity,
+           arg_max(value, confidence) FILTER (WHERE field = 'contrast') AS contrast,
+           arg_max(value, confidence) FILTER (WHERE field = 'dimensionality') AS dimensionality,
+           arg_max(value_num, confidence) FILTER (WHERE field = 'slice_thickness_mm') AS slice_thickness,
+           arg_max(value_num, confidence) FILTER (WHERE field = 'pixel_spacing_mm') AS pixel_spacing,
+           arg_max(value, confidence) FILTER (WHERE field = 'scan_phase') AS scan_phase,
+           arg_max(value, confidence) FILTER (WHERE field = 'care_setting') AS care_setting,
+           arg_max(value, confidence) FILTER (WHERE field = 'procedure_context') AS procedure_context,
+           list_sort(list_distinct(list(field || ':' || value))) AS characteristics
+    FROM characteristics GROUP BY study_uid, partner_id
 ), rep AS (
     SELECT study_uid, partner_id,
            string_agg(text_scrubbed, E'\\n\\n' ORDER BY report_id) AS report_text,
@@ -188,6 +228,10 @@ SELECT row_number() OVER (ORDER BY s.patient_token, s.study_date_shifted, s.stud
        s.study_date_shifted AS study_date, s.study_description, s.age_at_study AS age, s.sex,
        s.manufacturer, s.manufacturer_model, s.n_series, s.n_instances,
        coalesce(lab.labels, []) AS labels,
+       coalesce(lab.label_certainties, []) AS label_certainties, lab.label_evidence,
+       chr.cluster, chr.age_group, chr.ethnicity, chr.contrast, chr.dimensionality, chr.slice_thickness,
+       chr.pixel_spacing, chr.scan_phase, chr.care_setting, chr.procedure_context,
+       coalesce(chr.characteristics, []) AS characteristics,
        rep.report_text, rep.report_language,
        lower(strip_accents(concat_ws(' ', s.study_description, rep.report_text,
                                      ser.all_series_descriptions))) AS search_text,
@@ -195,6 +239,7 @@ SELECT row_number() OVER (ORDER BY s.patient_token, s.study_date_shifted, s.stud
        inst.rows, inst.cols
 FROM studies s
 LEFT JOIN lab ON lab.study_uid = s.study_uid AND lab.partner_id = s.partner_id
+LEFT JOIN chr ON chr.study_uid = s.study_uid AND chr.partner_id = s.partner_id
 LEFT JOIN rep ON rep.study_uid = s.study_uid AND rep.partner_id = s.partner_id
 LEFT JOIN ser ON ser.study_uid = s.study_uid AND ser.partner_id = s.partner_id
 LEFT JOIN inst ON inst.series_uid = ser.thumb_series_uid AND inst.partner_id = s.partner_id
