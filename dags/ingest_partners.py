@@ -16,6 +16,7 @@ from pathlib import Path
 import pendulum
 from airflow.sdk import DAG, Param
 
+from operators import label_tasks as lt
 from operators import partner_tasks as t
 from operators.placement import partner_task_defaults
 from foundation.partners import load_partners_checked
@@ -85,7 +86,8 @@ def build_dag(partner) -> DAG:  # noqa: ANN001
         tables = t.build_tables(pid)
         [joined, texts] >> tables
         published = t.publish_task(partner.region, pid)(pid)
-        tables >> t.validate(pid) >> published >> t.cleanup(pid)
+        labelled = lt.labelling(pid, tables)  # route -> label_cluster[cluster] -> merge_labels (issue 13)
+        labelled >> t.validate(pid) >> published >> t.cleanup(pid)
     return dag
 
 

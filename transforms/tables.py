@@ -14,8 +14,6 @@ from anonymization.keys import Keyring
 from foundation.partners import PartnerConfig
 from foundation.paths import RunFolder
 from foundation.profiles import Profile
-from transforms.body_region import body_region
-from transforms.labels import label_text
 from foundation.schema import TABLES
 
 NON_IMAGE_MODALITIES = {"SR", "PR", "KO", "DOC", "REG", "SEG", "RTSTRUCT", "RTPLAN"}
@@ -80,7 +78,6 @@ def build_tables(partner: PartnerConfig, profile: Profile, work: RunFolder) -> d
         imaging = [m for m, _ in mods.most_common() if m not in NON_IMAGE_MODALITIES]
         first = members[0]
         desc = next((m["study_description"] for m in members if m["study_description"]), None)
-        part = next((m["body_part"] for m in members if m["body_part"]), None)
         ages = [m["age"] for m in members if m["age"] is not None]
         age = min(ages[0], cap) if ages and cap else (ages[0] if ages else None)
         dates = [m["study_date_shifted"] for m in members if m["study_date_shifted"]]
@@ -89,8 +86,8 @@ def build_tables(partner: PartnerConfig, profile: Profile, work: RunFolder) -> d
             {
                 "study_uid": uid, "patient_token": first["patient_token"], "partner_id": partner.id,
                 "region": partner.region, "country": partner.country, "modality": primary,
-                "modalities": sorted(mods), "body_region": body_region(primary, part, desc,
-                                                                       first["series_description"]),
+                # Inferred with a confidence by the labelling stage (pipeline/label.py).
+                "modalities": sorted(mods), "body_region": None,
                 "study_date_shifted": min(dates) if dates else None, "study_description": desc, "age_at_study": age,
                 "sex": first["sex"], "manufacturer": first["manufacturer"],
                 "manufacturer_model": first["manufacturer_model"],
@@ -108,10 +105,6 @@ def build_tables(partner: PartnerConfig, profile: Profile, work: RunFolder) -> d
              "sex": r["sex"], "birth_decade": decade},
         )
 
-    labels: dict[tuple[str, str, str, str], dict[str, Any]] = {}
-    for rep in reports:  # a study may have several reports (a PDF and its text export)
-        for lab in label_text(rep["study_uid"], partner.id, rep["text_scrubbed"]):
-            labels[(lab["study_uid"], lab["label"], lab["value"], lab["model"])] = lab
     # A report may land on a study published in an earlier run; labels follow it.
     _write_links(work)
 
@@ -121,7 +114,7 @@ def build_tables(partner: PartnerConfig, profile: Profile, work: RunFolder) -> d
         "series": series,
         "instances": instances,
         "reports": reports,
-        "labels": list(labels.values()),
+        "labels": [],  # written by the labelling stage (pipeline/label.py), with the characteristics
     }
     return {name: pa.Table.from_pylist(rows, schema=TABLES[name]) for name, rows in data.items()}
 
