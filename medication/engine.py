@@ -66,7 +66,10 @@ def verdict_of(checks: list[C.Check]) -> str:
 
 class Checker:
     def __init__(self, store: OrderStore, catalogue: Catalogue | None = None, model: PopulationModel | None = None,
-                 load_model: bool = True):
+                 load_model: bool = True, bulk: bool = True):
+        """``bulk``: index the whole history in memory (the CLI checking thousands of orders); otherwise
+        each order reads only its patient's history from the store (the API, the DAG's tasks)."""
+        self.bulk = bulk
         self.store = store
         self.catalogue = catalogue or default_catalogue()
         self.resolver = Resolver(self.catalogue)
@@ -82,6 +85,10 @@ class Checker:
     # -- history -------------------------------------------------------------------------------------
     def _index(self) -> None:
         if self._history is not None:
+            return
+        if not self.bulk:
+            self._history = {}
+            self._known = self.store.drug_keys() | ({g.key for g in self.model.groups.values()} if self.model else set())
             return
         df = self.store.history_frame(valid_only=True)
         idx: dict[tuple[str, str, str], list] = defaultdict(list)
@@ -141,7 +148,9 @@ class Checker:
     def history_check(self, n: C.Normalised) -> C.Check:
         self._index()
         assert self._history is not None
-        prior = [(d, v, p) for d, v, p, oid in self._history.get((n.order.patient_token, n.drug_key, n.dose_unit), [])
+        rows = (self._history.get((n.order.patient_token, n.drug_key, n.dose_unit), []) if self.bulk
+                else self.store.prior_orders(n.order.patient_token or "", n.drug_key, n.dose_unit))
+        prior = [(d, float(v), bool(p)) for d, v, p, oid in rows
                  if oid != n.order.order_id and (n.order.date is None or d <= n.order.date)]
         return C.history(n, prior, self.catalogue)
 

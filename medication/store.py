@@ -107,6 +107,16 @@ class OrderStore:
             q = "SELECT * FROM history" + (" WHERE valid" if valid_only else "")
             return con.execute(q).df()
 
+    def prior_orders(self, token: str, drug_key: str, unit: str) -> list[tuple]:
+        """One patient's valid orders of one drug in one unit: (date, daily dose, permanent, order_id)."""
+        with self.connect(read_only=True) as con:
+            return con.execute("SELECT order_date, daily_dose, permanent, order_id FROM history WHERE valid AND "
+                               "patient_token = ? AND drug_key = ? AND dose_unit = ?", [token, drug_key, unit]).fetchall()
+
+    def drug_keys(self) -> set[str]:
+        with self.connect(read_only=True) as con:
+            return {r[0] for r in con.execute("SELECT DISTINCT drug_key FROM history WHERE valid").fetchall()}
+
     def history_counts(self) -> dict[str, int]:
         with self.connect(read_only=True) as con:
             total, valid = con.execute("SELECT count(*), count(*) FILTER (WHERE valid) FROM history").fetchone()

@@ -27,7 +27,7 @@ HOLD, RECORD = "hold", "record"
 
 
 def _checker(store: OrderStore | None = None) -> Checker:
-    return Checker(store or OrderStore())
+    return Checker(store or OrderStore(), bulk=False)
 
 
 def take_in(checker: Checker, payload: dict[str, Any]) -> tuple[Order, dict[str, Any]]:

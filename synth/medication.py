@@ -430,3 +430,21 @@ def demo_summary(workdir: Path | str, patients: int = 300, seed: int = 7, say=pr
     say(f"  caught per planted kind: " + ", ".join(f"{k} {v['caught']}/{v['n']}" for k, v in result["per_kind"].items()))
     say(f"  precision {result['precision']}, false positives {result['false_positives']} of {result['orders']} orders")
     return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m synth.medication OUT [--patients N] [--seed S]``."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m synth.medication", description=__doc__.splitlines()[0])
+    ap.add_argument("out", type=Path)
+    ap.add_argument("--patients", type=int, default=400)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--error-rate", type=float, default=0.12)
+    args = ap.parse_args(argv)
+    print(json.dumps(generate(args.out, patients=args.patients, seed=args.seed, error_rate=args.error_rate)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -4,8 +4,8 @@
     sta rx train                       train the population model (a Random Cut Forest per drug)
     sta rx check FILE.jsonl --json     one output line per order: order_id, verdict, checks
     sta rx parse "amoxicilina quinientos miligramos cada ocho horas"   a dictated order's fields
-    sta rx synth OUT                   sample history and orders with planted errors + truth.json
 
+Sample data: ``python -m synth.medication OUT --patients N --seed S``.
 The store is ``--store DIR``, else ``$STA_RX_STORE``, else ``<data root>/rx``.
 """
 
@@ -42,11 +42,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("text")
     q.add_argument("--lang", choices=["es", "pt"], default=None)
     q.set_defaults(func=parse)
-    q = rx.add_parser("synth", help="generate sample history/orders with planted errors")
-    q.add_argument("out", type=Path)
-    q.add_argument("--patients", type=int, default=400)
-    q.add_argument("--seed", type=int, default=7)
-    q.set_defaults(func=synth)
 
 
 def _checker(args: argparse.Namespace, load_model: bool = True):  # noqa: ANN202
@@ -133,11 +128,4 @@ def parse(args: argparse.Namespace) -> int:
     print(json.dumps({**p.fields(), "language": p.language, "missing": p.missing,
                       "resolved_drug": res.key or None, "resolution": res.how,
                       "candidates": res.candidates}, ensure_ascii=False))
-    return 0
-
-
-def synth(args: argparse.Namespace) -> int:
-    from synth.medication import generate
-
-    print(json.dumps(generate(args.out, patients=args.patients, seed=args.seed)))
     return 0
