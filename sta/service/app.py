@@ -10,7 +10,7 @@ from fastapi.staticfiles import StaticFiles
 
 from sta.service.audit import AuditMiddleware
 from sta.service.db import ServiceDB
-from sta.service.routers import accounts, exports, me, patients, sql, studies, thumbnails
+from sta.service.routers import accounts, exports, me, patients, rx, sql, studies, thumbnails
 from sta.service.search import StoreSet
 from sta.service.settings import DeliverySettings
 
@@ -19,7 +19,7 @@ STATIC = Path(__file__).resolve().parent / "static"
 
 # Every router of the service. Another area adds its router here (one line).
 ROUTERS = [studies.router, patients.router, thumbnails.router, me.router, accounts.router, exports.router,
-           sql.router]
+           sql.router, rx.router]
 
 
 def create_app(stores: StoreSet, db: ServiceDB, delivery: DeliverySettings | None = None) -> FastAPI:
