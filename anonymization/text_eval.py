@@ -168,6 +168,29 @@ def score(samples: list[Sample], scrubber, use_known: bool, key: str = "type") -
     return out
 
 
+# ------------------------------------------------------- hand-marked sets
+
+_MARK = re.compile(r"\{\{(?P<t>[A-Z]+)\|(?P<v>[^{}]*)\}\}")
+
+
+def read_marked(path: Path, language: str) -> list[Sample]:
+    """Documents with PHI marked inline as ``{{TYPE|value}}``, separated by lines "=====" ("#" lines are comments)."""
+    raw = "\n".join(l for l in Path(path).read_text(encoding="utf-8").splitlines() if not l.startswith("#"))
+    out = []
+    for i, doc in enumerate(re.split(r"\n=====\n", raw)):
+        parts, planted, pos, last = [], [], 0, 0
+        for m in _MARK.finditer(doc):
+            parts.append(doc[last : m.start()])
+            pos += m.start() - last
+            planted.append(Planted(m.group("t"), pos, pos + len(m.group("v"))))
+            parts.append(m.group("v"))
+            pos += len(m.group("v"))
+            last = m.end()
+        parts.append(doc[last:])
+        out.append(Sample("".join(parts).strip("\n") if False else "".join(parts), language, language, planted, shift=-400, name=f"{Path(path).stem}#{i}"))
+    return out
+
+
 # ---------------------------------------------------------------- MEDDOCAN
 
 
@@ -241,7 +264,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-ner", action="store_true", help="patterns only, even with a NER model")
     ap.add_argument("--ner-model", type=Path, default=None)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--marked", type=Path, default=None, help="a hand-marked {{TYPE|value}} file instead of a brat folder (with --lang)")
     args = ap.parse_args(argv)
+    if args.marked is not None:
+        from anonymization.text_phi import TextScrubber
+
+        scrubber = TextScrubber([args.lang], ner_model=args.ner_model, use_ner=not args.no_ner)
+        res = score(read_marked(args.marked, args.lang), scrubber, False)
+        res["surface_removed"] = res["surface_removed"]
+        print(json.dumps(res, indent=1, ensure_ascii=False) if args.json else "\n".join(summary_lines(res, min_n=1)))
+        return 0
     gold = args.gold
     if gold is None:
         from anonymization.ner.train import find_data

@@ -199,7 +199,7 @@ class TextScrubber:
             if r.score >= MIN_SCORE and r.end > r.start:
                 source = "ner" if (r.recognition_metadata or {}).get("recognizer_name", "").startswith("sta_ner") else "pattern"
                 findings.append(Finding(r.entity_type, r.start, r.end, float(r.score), source))
-        findings = [f for f in findings if not _is_word_not_name(text, f) and not _is_year_alone(text, f)]
+        findings = [f for f in findings if not _is_word_not_name(text, f) and not _is_year_alone(text, f) and not _is_country(text, f)]
         for e, s, t, sc in find_known(text, known, lang):
             findings.append(Finding(e, s, t, sc, "known"))
         findings.extend(f for f in _propagate(text, findings) if not _is_word_not_name(text, f))
@@ -290,6 +290,13 @@ def _is_word_not_name(text: str, f: "Finding") -> bool:
     if not all(fold(w) in vocab or len(w) <= 2 for w in words):
         return False
     return not _NAME_CONTEXT.search(text[max(0, f.start - 25) : f.start])
+
+
+def _is_country(text: str, f: "Finding") -> bool:
+    """A country is not PHI (labels need it): a NER place/street that is only a country's name stays."""
+    from anonymization.recognizers.places import is_country
+
+    return f.type in ("LOCATION", "ADDRESS", "ORGANIZATION") and f.source == "ner" and is_country(text[f.start : f.end])
 
 
 _YEAR_ALONE = re.compile(r"(?:(?:el\s+|en\s+el\s+|del\s+)?(?:años?|ano|year)\s+|en\s+|em\s+|in\s+|de\s+)?(?:1[89]|20)\d\d", re.IGNORECASE)

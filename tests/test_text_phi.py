@@ -227,3 +227,186 @@ def test_ner_training_script_writes_a_model_the_scrubber_loads(tmp_path) -> None
 )
 def test_link_keys_reads_the_accession_whatever_the_header_language(text, accession):
     assert link_keys(text)["accession_number"] == accession
+
+
+# ---------------------------------------------------------------- issue 12
+
+import datetime as dt  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from anonymization.recognizers.dates import find_dates, shift_date  # noqa: E402
+
+SETS = Path(__file__).parent / "data" / "text_sets"
+
+
+@pytest.mark.parametrize("lang", ["pt", "en"])
+def test_hand_written_pt_and_en_sets_recall_per_type(scrubber: TextScrubber, lang: str) -> None:
+    """Portuguese (CPF, cities, hospitals, written dates) and US English reports written for the tests."""
+    from anonymization.text_eval import read_marked, score
+
+    res = score(read_marked(SETS / f"{lang}_reports.txt", lang), scrubber, use_known=False)
+    for typ, v in res["per_type"].items():
+        floor = 1.0 if typ in ("PERSON", "ID", "DATE", "EMAIL", "PHONE") else 0.8
+        assert v["recall"] >= floor, (lang, typ, res["per_type"])
+    for typ, v in res["surface_removed"].items():
+        assert v["recall"] >= 0.8, (lang, typ, v)
+    assert res["kept_words"] >= 0.97, res["kept_words"]
+
+
+@pytest.mark.parametrize(
+    ("text", "lang"),
+    [
+        ("Mamografía negativa para malignidad. BI-RADS 1.", "es"),
+        ("Serviço de Diagnóstico por Imagem\nMamografia digital bilateral.", "pt"),
+        ("Data de Nascimento: não informada. Campos pulmonares livres.", "pt"),
+        ("Fecha de nacimiento: no consta. Ecografía abdominal: hígado normal.", "es"),
+        ("Resonancia magnética de rodilla izquierda: rotura meniscal.", "es"),
+        ("Tomografia computadorizada do tórax: nódulo no lobo superior direito.", "pt"),
+        ("Reading radiologist: see below. Screening mammogram, negative.", "en"),
+        ("Coloración rosa de la mucosa, sin lesiones.", "es"),
+    ],
+)
+def test_clinical_vocabulary_and_form_labels_survive(scrubber: TextScrubber, text: str, lang: str) -> None:
+    assert scrubber.scrub(text, lang).text == text
+
+
+def test_surname_that_is_a_word_is_removed_only_in_a_name_context(scrubber: TextScrubber) -> None:
+    r = scrubber.scrub("Campos pulmonares livres. Solicitado pelo Dr. Paulo Campos.", "pt")
+    assert r.text.startswith("Campos pulmonares livres.") and "Paulo" not in r.text and r.text.count("Campos") == 1
+    r = scrubber.scrub("Mucosa de color rosa. Paciente: Rosa Martínez.", "es")
+    assert "color rosa" in r.text and "Rosa Martínez" not in r.text
+
+
+@pytest.mark.parametrize(
+    ("text", "lang", "places"),
+    [
+        ("Paciente residente en Envigado, Antioquia, remitida desde Bucaramanga.", "es", ["Envigado", "Antioquia", "Bucaramanga"]),
+        ("Paciente natural de Campinas, São Paulo, reside em Feira de Santana.", "pt", ["Campinas", "Feira de Santana"]),
+        ("Domicilio en Quilmes, provincia de Buenos Aires; consulta en Rosario.", "es", ["Quilmes", "Buenos Aires", "Rosario"]),
+        ("Vive en Riobamba, Chimborazo. Control en Guayaquil.", "es", ["Riobamba", "Chimborazo", "Guayaquil"]),
+        ("Procedente de Temuco, Araucanía; derivada a Viña del Mar.", "es", ["Temuco", "Viña del Mar"]),
+        ("Vive en Alcorcón (Madrid). CP 28922 Alcorcón.", "es", ["Alcorcón"]),
+        ("Natural de Braga, residente em Vila Nova de Gaia.", "pt", ["Braga", "Vila Nova de Gaia"]),
+        ("Patient lives in Fresno, CA and was seen in Sacramento.", "en", ["Fresno", "Sacramento"]),
+    ],
+)
+def test_places_below_the_country_are_removed_countries_stay(scrubber: TextScrubber, text: str, lang: str, places: list[str]) -> None:
+    r = scrubber.scrub(text + " País: Colombia.", lang)
+    for p in places:
+        assert p not in r.text, (p, r.text)
+    assert "Colombia" in r.text  # a country is not PHI
+
+
+@pytest.mark.parametrize(
+    ("text", "lang", "names"),
+    [
+        ("Remitido del Hospital Pablo Tobón Uribe para valoración.", "es", ["Pablo Tobón Uribe"]),
+        ("Exame realizado na Santa Casa de Misericórdia de Santos.", "pt", ["Misericórdia de Santos"]),
+        ("Control en Clínica Alemana de Santiago.", "es", ["Alemana"]),
+        ("Interconsulta al Hospital Italiano de Buenos Aires.", "es", ["Italiano"]),
+        ("Ingresa en el Complejo Hospitalario Universitario de Vigo (CHUVI). Alta del CHUVI.", "es", ["CHUVI", "Vigo"]),
+        ("Atendida en el Centro de Salud San Blas y luego en la Fundación Valle del Lili.", "es", ["San Blas", "Valle del Lili"]),
+        ("Colirio de atropina (Atropina 1%, Alcon Cusí, Barcelona) cada 8 horas.", "es", ["Alcon Cusí"]),
+        ("Seen at Cedars-Sinai Medical Center last year.", "en", ["Cedars-Sinai"]),
+    ],
+)
+def test_institutions_and_acronyms_in_context_are_removed(scrubber: TextScrubber, text: str, lang: str, names: list[str]) -> None:
+    r = scrubber.scrub(text, lang)
+    for n in names:
+        assert n not in r.text, (n, r.text)
+
+
+def test_dates_are_read_in_the_report_locale_and_written_back_in_its_language(scrubber: TextScrubber) -> None:
+    off = dt.timedelta(days=-30)
+    # Month-first in US English, day-first in Spanish/Portuguese.
+    assert scrubber.scrub("DOB: 07/04/1982", "en", date_offset=off).text == "DOB: 06/04/1982"
+    assert scrubber.scrub("Nacimiento: 07/04/1982", "es", date_offset=off).text == "Nacimiento: 08/03/1982"
+    # A Portuguese month stays Portuguese, a Spanish one Spanish, an English one English.
+    assert scrubber.scrub("Exame em 5 de abril de 2022.", "pt", date_offset=off).text == "Exame em 6 de março de 2022."
+    assert scrubber.scrub("Estudio del 5 de abril de 2022.", "es", date_offset=off).text == "Estudio del 6 de marzo de 2022."
+    assert scrubber.scrub("Study date: January 22, 2022 (01/22/2022)", "en", date_offset=off).text == "Study date: December 23, 2021 (12/23/2021)"
+    # Years alone stay; under the US Safe Harbor profile only years survive.
+    assert "en 2019" in scrubber.scrub("Intervenida en 2019.", "es", date_offset=off).text
+    assert scrubber.scrub("DOB: 07/04/1982, seen March 3, 2020.", "en", date_offset=off, profile="us_hipaa").text == "DOB: 1982, seen 2020."
+
+
+def _shifted_dates(text: str, lang: str) -> list[dt.date]:
+    return [d.date for d in find_dates(text, lang) if d.date is not None and not d.partial]
+
+
+def test_same_patient_at_two_partners_has_one_shifted_birth_date(scrubber: TextScrubber) -> None:
+    """The offset comes from the patient token (keys.py), whichever partner sent the report and however it writes dates."""
+    from anonymization.dicom_dates import shift_da
+    from anonymization.keys import Keyring
+
+    ring = Keyring(b"k" * 32)
+    token = ring.patient_token(document=("CO", "CC", "1020345678"))
+    offset = ring.time_offset(token)
+    reports = [
+        ("Paciente: Ana Soto\nFecha de nacimiento: 07/04/1982\nEstudio: mamografía.", "es"),  # Colombian partner
+        ("Paciente: Ana Soto\nData de Nascimento: 7 de abril de 1982\nMamografia.", "pt"),  # Brazilian partner
+        ("Patient: Ana Soto\nDOB: April 7, 1982\nMammogram.", "en"),
+        ("Patient: Ana Soto\nDOB: 04/07/1982\nMammogram.", "en"),
+    ]
+    expected = dt.datetime.strptime(shift_da("19820407", offset), "%Y%m%d").date()
+    for text, lang in reports:
+        out = scrubber.scrub(text, lang, date_offset=offset).text
+        assert _shifted_dates(out, lang) == [expected], (lang, out)
+        assert "1982-04-07" not in out and "07/04/1982" not in out and "7 de abril de 1982" not in out
+
+
+def test_prior_study_reference_matches_the_studys_shifted_dicom_date(scrubber: TextScrubber) -> None:
+    """A report's 'compared with the study of <date>' moves exactly as that study's DICOM StudyDate."""
+    from anonymization.dicom_dates import shift_da
+    from anonymization.keys import Keyring
+
+    ring = Keyring(b"k" * 32)
+    offset = ring.time_offset(ring.patient_token(name="SOTO^ANA", birth_date="19820407"))
+    study_dates = ["20210315", "20191130", "20230101"]
+    text = "Comparado con estudios previos del 15/03/2021, del 30 de noviembre de 2019 y del 2023-01-01."
+    out = scrubber.scrub(text, "es", date_offset=offset).text
+    dicom = [dt.datetime.strptime(shift_da(d, offset), "%Y%m%d").date() for d in study_dates]
+    assert _shifted_dates(out, "es") == dicom
+    assert shift_date(dt.date(2021, 3, 15), offset) == dicom[0]
+
+
+def test_text_policy_is_data_with_clear_errors(tmp_path) -> None:
+    from anonymization.text_phi import TextPolicyError, text_policy
+
+    assert text_policy("latam").dates == "shift" and "LOCATION" in text_policy("latam").remove
+    assert text_policy("us_hipaa").dates == "year"
+    bad = tmp_path / "text_policy.yaml"
+    bad.write_text("default:\n  remove: [PERSON, NOPE]\n")
+    with pytest.raises(TextPolicyError, match="text_policy.yaml.*remove"):
+        text_policy(None, bad)
+
+
+def test_ages_over_89_are_aggregated_younger_ages_and_sex_stay(scrubber: TextScrubber) -> None:
+    r = scrubber.scrub("Mujer de 93 años. Varón de 45 años, sexo masculino.", "es")
+    assert "93" not in r.text and "90+" in r.text and "45 años" in r.text and "sexo masculino" in r.text
+
+
+def test_scrub_text_cli_on_a_meddocan_like_folder(tmp_path) -> None:
+    """`sta scrub-text IN OUT --lang es`: every .txt of IN scrubbed into OUT under the same name."""
+    import subprocess
+    import sys
+
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "S0001-1.txt").write_text("Nombre: Juan Pérez García.\nDomicilio: Calle Mayor 5, 28013 Madrid.\nMamografía negativa.\n", encoding="utf-8")
+    (src / "S0002-1.txt").write_text("Médico: Dra. Ana Ruiz. Hospital Universitario La Paz.\n", encoding="utf-8")
+    out = tmp_path / "out"
+    p = subprocess.run([sys.executable, "-m", "sta.cli", "scrub-text", str(src), str(out), "--lang", "es"], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert sorted(x.name for x in out.iterdir()) == ["S0001-1.txt", "S0002-1.txt"]
+    a = (out / "S0001-1.txt").read_text(encoding="utf-8")
+    assert "Pérez" not in a and "Madrid" not in a and "Calle Mayor" not in a and "Mamografía negativa." in a
+    assert "Ruiz" not in (out / "S0002-1.txt").read_text(encoding="utf-8")
+
+
+def test_shipped_ner_model_is_the_default() -> None:
+    from anonymization.text_phi import DEFAULT_NER_MODEL
+
+    s = TextScrubber(["es"])
+    assert (DEFAULT_NER_MODEL / "meta.json").exists() and (DEFAULT_NER_MODEL / "SOURCES.md").exists()
+    assert s.ner_model_path == DEFAULT_NER_MODEL

@@ -149,7 +149,13 @@ def find_contacts(text: str, language: str = "es") -> list[Span]:
     for m in INSTITUTION_RE.finditer(text):
         if m.group()[0].isupper():  # "Hospital X", "HOSPITAL X"; not "diagnóstico de Linfoma"
             out.append(("ORGANIZATION", m.start(), m.end(), 0.7))
+    from anonymization.recognizers.lexicon import common_words, fold
+
+    vocab = common_words()
     for m in INSTITUTION_SUFFIX_RE.finditer(text):
+        # "Department of Radiology" is a service, not an institution's name.
+        if all(fold(w) in vocab or len(w) <= 3 for w in re.findall(r"[^\W\d_]+", m.group())):
+            continue
         out.append(("ORGANIZATION", m.start(), m.end(), 0.7))
     for m in INSTITUTION_LABEL_RE.finditer(text):
         s, e = _field(m)

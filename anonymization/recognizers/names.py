@@ -176,7 +176,10 @@ def find_names(text: str, language: str = "es") -> list[Span]:
     for m in _LABEL_RE.finditer(text):
         start = m.end()
         if ":" not in m.group("sep") and "=" not in m.group("sep"):
-            # No colon: take only a properly capitalised full name.
+            # No colon: take only a properly capitalised full name (after any title).
+            t = _TITLE_AT_START.match(text, start)
+            if t:
+                start = t.end()
             nm = re.match(FULL_NAME, text[start:])
             if not nm:
                 continue

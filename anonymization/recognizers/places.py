@@ -72,9 +72,32 @@ def gazetteer() -> frozenset[str]:
     for cc in wanted:
         for sub in pycountry.subdivisions.get(country_code=cc) or ():
             names.update(_clean(sub.name))
-    countries = {_fold(c.name) for c in pycountry.countries} | {_fold(getattr(c, "common_name", c.name)) for c in pycountry.countries}
-    countries |= {"espana", "mexico", "brasil", "peru", "panama", "estados unidos", "republica dominicana", "haiti"}
+    countries = _countries()
     return frozenset(n for n in names if _fold(n) not in countries and not n.isupper())
+
+
+# Country names in English (pycountry) and in Spanish/Portuguese where they differ.
+_LOCAL_COUNTRIES = """espana espanha mexico brasil peru panama estados unidos eeuu ee.uu. eua usa republica dominicana haiti
+alemania alemanha francia franca inglaterra reino unido italia holanda paises bajos suiza suica belgica belgica
+marruecos marrocos argelia egipto egito sudafrica africa do sul china japon japao rusia russia india
+colombia argentina chile ecuador equador venezuela bolivia uruguay uruguai paraguay paraguai cuba nicaragua
+honduras guatemala el salvador costa rica puerto rico portugal irlanda escocia grecia turquia suecia noruega
+dinamarca finlandia polonia rumania romenia ucrania canada canada australia""".split("\n")
+
+
+@lru_cache(maxsize=1)
+def _countries() -> frozenset[str]:
+    import pycountry
+
+    out = {_fold(c.name) for c in pycountry.countries} | {_fold(getattr(c, "common_name", c.name)) for c in pycountry.countries}
+    for line in _LOCAL_COUNTRIES:
+        out.update(line.split())
+    return frozenset(out | {"estados unidos", "reino unido", "paises bajos", "republica dominicana", "el salvador", "costa rica", "puerto rico", "africa do sul"})
+
+
+def is_country(name: str) -> bool:
+    """A country's name (English, Spanish or Portuguese): not PHI, kept."""
+    return _fold(name.strip(" .,;:()")) in _countries()
 
 
 @lru_cache(maxsize=1)
