@@ -123,7 +123,7 @@ def ink_masks(g: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nda
     field = ndimage.uniform_filter(g.astype(np.float32), size=31)
     light = (white_top >= INK_CONTRAST) & (gi >= field + 40) & (~content | (g >= OVERLAY_LIGHT))
     # Dark ink only on a light, flat field: gaps between speckle grains are not text.
-    dark = (black_top >= INK_CONTRAST) & (gi <= field - 40) & (closed >= 128) & ~content
+    dark = (black_top >= INK_CONTRAST) & (gi <= field - 40) & (closed >= 128) & (field >= 120) & ~content
     return light, dark, white_top, black_top
 
 
@@ -199,10 +199,9 @@ def _ocr_image(ink: np.ndarray, strength: np.ndarray, region: Region, shape: tup
     H, W = shape
     x0, y0 = max(0, region.x0 - pad), max(0, region.y0 - pad)
     x1, y1 = min(W, region.x1 + pad), min(H, region.y1 + pad)
-    near = ndimage.binary_dilation(ink[y0:y1, x0:x1], iterations=1)
-    s = strength[y0:y1, x0:x1].astype(np.float32)
-    top = float(s[ink[y0:y1, x0:x1]].max()) if ink[y0:y1, x0:x1].any() else 1.0
-    img = np.where(near, 255 - np.clip(s * (255.0 / max(top, 1.0)), 0, 255), 255).astype(np.uint8)
+    # Binary (ink black on white): the same overlay over different speckle or noise gives
+    # the same image, so its hash -- and its reading -- is shared across frames and files.
+    img = np.where(ink[y0:y1, x0:x1], 0, 255).astype(np.uint8)
     im = Image.fromarray(img, "L")
     angles = [0.0]
     if region.vertical:
@@ -283,7 +282,6 @@ def find_text_regions(g: np.ndarray, *, vertical: bool = True) -> list[Region]:
         keep_ids = np.zeros(len(objs) + 1, bool)
         for b in comps:
             keep_ids[label_of[(int(b[0]), int(b[1]), int(b[2]), int(b[3]))]] = True
-        ink = keep_ids[lab]
         used = np.zeros(len(comps), bool)
         lines = [grp for grp in _chain(comps, False) if len(grp) >= 2 or _wordlike(comps[grp[0]])]
         for grp in lines:
@@ -322,5 +320,5 @@ def find_text_regions(g: np.ndarray, *, vertical: bool = True) -> list[Region]:
                 )
         for r in out:
             if r.polarity == polarity and r.image is None:
-                _ocr_image(ink, strength, r, g.shape)
+                _ocr_image(mask, strength, r, g.shape)  # all ink near the line: dots and accents too
     return out
