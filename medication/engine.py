@@ -173,9 +173,9 @@ class Checker:
         lo, expected, hi = g.neighbours(o.age, o.weight_kg, n.dx_group)
         ratio = n.daily_dose / expected
         off = n.daily_dose > hi * DOSE_GATE * 1.001 or n.daily_dose < lo / DOSE_GATE / 1.001
-        like = (f"{C.fmt(n.daily_dose, n.dose_unit)}/day is {ratio:.2g}x what similar patients with "
-                f"{n.dx_group or 'this diagnosis'} got ({C.fmt(expected, n.dose_unit)}/day, range "
-                f"{C.fmt(lo, n.dose_unit)}-{C.fmt(hi, n.dose_unit)})")
+        like = (f"{C.fmt(n.daily_dose, n.dose_unit)}/day is {ratio:.2g}x the median of comparable orders "
+                f"({n.drug_name}, {n.dx_group or 'any diagnosis'}: {C.fmt(expected, n.dose_unit)}/day, "
+                f"p3-p97 {C.fmt(lo, n.dose_unit)}-{C.fmt(hi, n.dose_unit)})")
         forest = g.forest()
         if forest is None:
             out.append(C.Check("population", "anomaly" if off else "pass", ratio,

@@ -25,7 +25,7 @@ decision.
 
 A forest score alone flags unusual profiles as well as unusual doses, so the
 check also asks the dose to lie outside the range that the most similar
-orders (same diagnosis group, weight, age) received, by ``DOSE_GATE``: an
+orders (same diagnosis group and age class; children per kg) received, by ``DOSE_GATE``: an
 anomaly is an unusual order whose dose is what makes it unusual. Drugs with
 fewer than ``MIN_GROUP`` orders get the neighbours' range alone.
 """
@@ -44,7 +44,8 @@ import numpy as np
 
 MIN_GROUP = 20          # orders a drug needs before it gets its own forest
 MIN_REFERENCE = 5       # below a forest, the neighbours' median alone (needs this many orders)
-DOSE_GATE = 2.0         # the dose must also lie this factor outside its neighbours' 10th-90th percentile range
+DOSE_GATE = 2.0         # the dose must also lie this factor outside the 3rd-97th percentile of comparable orders
+CHILD_AGE = 12.0        # children are compared per kg
 NUM_TREES = 60
 CAPACITY = 256
 QUANTILE = 0.995
@@ -88,23 +89,32 @@ class GroupModel:
     _ref: Any = None
 
     def neighbours(self, age: float | None, weight: float | None, dx_group: str | None) -> tuple[float, float, float]:
-        """Daily doses of the most similar orders (same diagnosis group, weight, age): (p10, median, p90).
+        """The daily doses comparable orders received: (p3, median, p97), in the order's terms.
 
-        What a similar patient with this diagnosis got: a child's dose is per
-        kg, a diagnosis' is its own (aspirin for I25 vs for M79), and a drug
-        given at several usual strengths (atorvastatin 10/20/40) spans them all.
+        Comparable: same drug and unit, same diagnosis group when it has at
+        least ``MIN_REFERENCE`` orders (aspirin for I25 is not aspirin for
+        M79), same age class (children under 12 vs the rest). Children are
+        compared per kg of body weight (paediatric doses are), the rest in
+        absolute dose (adult doses mostly are not). A drug given at several
+        usual strengths (carvedilol 12.5/25/50 mg a day) spans them all.
         """
         if self._ref is None:
             self._ref = (np.array(self.ref_ld), np.array(self.ref_lw), np.array(self.ref_age),
                          np.array(self.ref_dx, dtype=object))
         ld, lw, ag, dx = self._ref
-        w = math.log10(weight or self.weight_median)
-        a = 45.0 if age is None else age
-        dist = 2.0 * (dx != (dx_group or "")) + 4.0 * np.abs(lw - w) + np.abs(ag - a) / 20.0
-        k = min(len(ld), max(20, min(80, len(ld) // 4)))
-        idx = np.argpartition(dist, k - 1)[:k]
-        q10, q50, q90 = np.quantile(ld[idx], [0.1, 0.5, 0.9])
-        return float(10 ** q10), float(10 ** q50), float(10 ** q90)
+        child = age is not None and age < CHILD_AGE
+        same_age = (ag < CHILD_AGE) == child
+        same_dx = dx == (dx_group or "")
+        mask = same_age & same_dx
+        if mask.sum() < MIN_REFERENCE:
+            mask = same_age if same_age.sum() >= MIN_REFERENCE else np.ones(len(ld), dtype=bool)
+        if child:
+            w = math.log10(weight or 10 ** float(np.median(lw[mask])))
+            values = ld[mask] - lw[mask] + w
+        else:
+            values = ld[mask]
+        q = np.quantile(values, [0.03, 0.5, 0.97])
+        return float(10 ** q[0]), float(10 ** q[1]), float(10 ** q[2])
 
     def forest(self):  # noqa: ANN201
         """The forest, rebuilt from its training points on first use.
