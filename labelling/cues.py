@@ -68,12 +68,17 @@ class CueSet:
 
     def find(self, doc: Document) -> list[Cue]:
         """Cues in the report, leftmost-longest, non-overlapping."""
-        return [Cue(m.group(0), self.kind[_squash(m.group(0))], m.start(), m.end())
-                for m in self.pattern.finditer(doc.folded)]
+        out = []
+        for m in self.pattern.finditer(doc.folded):
+            kind = self.kind.get(_squash(m.group(0)))
+            if kind is not None:  # always found: the pattern is built from these keys
+                out.append(Cue(m.group(0), kind, m.start(), m.end()))
+        return out
 
 
 def _squash(s: str) -> str:
-    return " ".join(re.findall(r"[^\W_]+|/", s))
+    """A phrase or a matched text as its words ("s/p", "s p" and "S-P" are one key)."""
+    return " ".join(re.findall(r"[^\W_]+", s))
 
 
 def _negspacy(termset: str) -> dict[str, list[str]]:
@@ -90,8 +95,8 @@ def _strings(raw: object, where: str) -> list[str]:
 
 
 def _phrase_regex(phrase: str) -> str:
-    words = re.findall(r"[^\W_]+|/", phrase)
-    return r"(?<!\w)" + r"[\s\-]*".join(re.escape(w) for w in words) + r"(?!\w)"
+    words = re.findall(r"[^\W_]+", phrase)
+    return r"(?<!\w)" + r"[\s\-/]+".join(re.escape(w) for w in words) + r"(?!\w)"
 
 
 def build(language: str, spec: dict, where: str) -> CueSet:

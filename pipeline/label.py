@@ -22,6 +22,7 @@ files); writes nothing identifying (study UIDs are already keyed).
 
 from __future__ import annotations
 
+import logging
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,8 @@ import pyarrow.parquet as pq
 
 from foundation.schema import CHARACTERISTICS, LABELS, TABLES
 from pipeline.context import RunContext, read_json, timed, write_json
+
+_log = logging.getLogger("sta.run")
 
 # DICOM attributes read from one de-identified file per series (no pixels).
 HEADER_TAGS = ("PatientAge", "EthnicGroup", "PixelSpacing", "ImagerPixelSpacing", "SliceThickness",
@@ -172,11 +175,17 @@ def label_cluster(ctx: RunContext, cluster_id: str) -> dict[str, Any]:
     texts = {r["report_id"]: r["text_scrubbed"] or "" for r in _table(ctx, "reports")}
     rows: list[dict[str, Any]] = []
     certainty_counts: Counter[str] = Counter()
+    errors = 0
     for item in _items(ctx, cluster_id):
         best: dict[str, tuple[Any, str]] = {}  # concept -> (label, report_id); several reports: the surest wins
         for rep in item["reports"]:
-            result = labeller.label(texts.get(rep["report_id"], ""), rep["language"] if rep["language"] in
-                                    ("es", "pt", "en") else None, cluster=cluster)
+            try:
+                result = labeller.label(texts.get(rep["report_id"], ""), rep["language"] if rep["language"] in
+                                        ("es", "pt", "en") else None, cluster=cluster)
+            except Exception as exc:  # noqa: BLE001 - one unreadable report must not hold back the partner's run
+                errors += 1
+                _log.warning("labelling failed on one report of cluster %s: %s", cluster_id, type(exc).__name__)
+                continue
             for lab in result.labels:
                 old = best.get(lab.concept)
                 if old is None or (RANK[lab.certainty], -lab.confidence) < (RANK[old[0].certainty], -old[0].confidence):
@@ -186,7 +195,7 @@ def label_cluster(ctx: RunContext, cluster_id: str) -> dict[str, Any]:
             rows.append(table_row(lab, item["study_uid"], ctx.partner.id, cluster_id, report_id))
     pq.write_table(pa.Table.from_pylist(rows, schema=LABELS), _dir(ctx) / f"labels-{cluster_id}.parquet")
     return {"cluster": cluster_id, "studies": len(_items(ctx, cluster_id)), "labels": len(rows),
-            "by_certainty": dict(certainty_counts)}
+            "by_certainty": dict(certainty_counts), "errors": errors}
 
 
 @timed
