@@ -35,12 +35,23 @@ def _words(text: str) -> list[str]:
 
 
 def flatten(rows: dict) -> list[dict]:
-    """One dict per study with its labels, report and series text."""
+    """One dict per study with its labels, characterization, report and series text."""
     out = []
     for pid, tables in rows.items():
         labels: dict[str, set] = {}
+        certainties: dict[str, set] = {}
         for lab in tables["labels"]:
-            labels.setdefault(lab["study_uid"], set()).add(f"{lab['label']}:{lab['value']}".lower())
+            certainties.setdefault(lab["study_uid"], set()).add(f"{lab['concept']}:{lab['certainty']}")
+            if lab["certainty"] == "positive":
+                labels.setdefault(lab["study_uid"], set()).add(lab["concept"])
+        chars: dict[str, set] = {}
+        thickness: dict[str, tuple] = {}
+        for c in tables.get("characteristics", []):
+            chars.setdefault(c["study_uid"], set()).add(f"{c['field']}:{c['value']}")
+            if c["field"] == "slice_thickness_mm":
+                best = thickness.get(c["study_uid"])
+                if best is None or c["confidence"] > best[0]:
+                    thickness[c["study_uid"]] = (c["confidence"], c["value_num"])
         reports = {r["study_uid"]: r["text_scrubbed"] for r in tables["reports"]}
         series: dict[str, list[str]] = {}
         for s in tables["series"]:
@@ -48,8 +59,16 @@ def flatten(rows: dict) -> list[dict]:
         for s in tables["studies"]:
             text = " ".join([s["study_description"] or "", reports.get(s["study_uid"], ""),
                              *series.get(s["study_uid"], [])])
-            out.append({**s, "labels": labels.get(s["study_uid"], set()), "words": _words(text)})
+            out.append({**s, "labels": labels.get(s["study_uid"], set()),
+                        "certainties": certainties.get(s["study_uid"], set()),
+                        "characteristics": chars.get(s["study_uid"], set()),
+                        "thickness": thickness.get(s["study_uid"], (0, None))[1],
+                        "words": _words(text)})
     return out
+
+
+def family(concept: str) -> str:
+    return re.sub(r"_[0-9]+$", "", concept)
 
 
 def matches(s: dict, f: dict, exclude: str | None = None) -> bool:
@@ -68,14 +87,26 @@ def matches(s: dict, f: dict, exclude: str | None = None) -> bool:
         if f.get("age_max") is not None and s["age_at_study"] > f["age_max"]:
             return False
     if exclude != "label" and f.get("label"):
-        by_name: dict[str, list[str]] = {}
+        by_family: dict[str, list[str]] = {}
         for lab in f["label"]:
-            by_name.setdefault(lab.split(":")[0], []).append(lab)
-        for name, wanted in by_name.items():
-            ok = any((w in s["labels"]) if ":" in w else any(x.startswith(w + ":") for x in s["labels"])
-                     for w in wanted)
-            if not ok:
+            by_family.setdefault(family(lab), []).append(lab)
+        for wanted in by_family.values():
+            if not any(c in wanted or family(c) in wanted for c in s["labels"]):
                 return False
+    for name, key in (("label_certainty", "certainties"), ("characteristic", "characteristics")):
+        if exclude != name and f.get(name):
+            by: dict[str, list[str]] = {}
+            for v in f[name]:
+                by.setdefault(v.split(":")[0], []).append(v)
+            if not all(any(v in s[key] for v in wanted) for wanted in by.values()):
+                return False
+    if exclude != "slice_thickness" and (f.get("thickness_min") is not None or f.get("thickness_max") is not None):
+        if s["thickness"] is None or not (f.get("thickness_min", 0) <= s["thickness"] <= f.get("thickness_max", 1e9)):
+            return False
+    if f.get("date_from") and s["study_date_shifted"].isoformat() < f["date_from"]:
+        return False
+    if f.get("date_to") and s["study_date_shifted"].isoformat() > f["date_to"]:
+        return False
     if f.get("q"):
         for kw in _words(f["q"]):
             if not any(kw in w for w in s["words"]):
@@ -100,6 +131,9 @@ def expected_facets(studies: list[dict], f: dict) -> dict[str, dict[str, int]]:
         "country": lambda s: [s["country"]], "partner": lambda s: [s["partner_id"]],
         "age": lambda s: [f"{s['age_at_study'] // 10 * 10}-{s['age_at_study'] // 10 * 10 + 9}"],
         "label": lambda s: sorted(s["labels"]),
+        "label_certainty": lambda s: sorted(s["certainties"]),
+        "characteristic": lambda s: sorted(s["characteristics"]),
+        "slice_thickness": lambda s: [] if s["thickness"] is None else [f"{round(s['thickness'] * 2) / 2:g}"],
     }
     out = {}
     for facet, fn in values.items():
@@ -145,9 +179,12 @@ SINGLE = [
     {"age_min": 40, "age_max": 60},
     {"age_min": 70},
     {"body_region": ["breast"]},
-    {"label": ["birads:2"]},
+    {"label": ["birads_2"]},
     {"label": ["birads"]},
-    {"label": ["birads:2", "birads:3"]},
+    {"label": ["birads_2", "birads_3"]},
+    {"label": ["pneumonia"]},
+    {"label_certainty": ["benign:uncertain"]},
+    {"date_from": "2018-01-01", "date_to": "2020-12-31"},
     {"manufacturer": ["Siemens"]},
     {"country": ["br"]},
     {"partner": ["co_clinica_sur"]},
@@ -161,11 +198,12 @@ SINGLE = [
 COMBINED = [
     {"modality": ["MR", "CT"], "sex": ["F"], "age_min": 40, "age_max": 60, "q": "nodulo"},
     {"modality": ["MR", "CT"], "sex": ["F"], "age_min": 40, "age_max": 80},
-    {"modality": ["MG", "US"], "label": ["birads:2"], "sex": ["F"]},
+    {"modality": ["MG", "US"], "label": ["birads_2"], "sex": ["F"]},
     {"country": ["co"], "q": "fractura", "sort": "age_asc"},
-    {"label": ["finding:pulmonary_nodule", "normal:yes"]},
-    {"label": ["finding:fracture", "finding:pneumonia"], "country": ["br"]},
-    {"label": ["finding"], "modality": ["CT", "CR", "DX"], "sort": "age_desc"},
+    {"label": ["nodule", "abnormal"]},
+    {"label": ["fracture", "pneumonia"], "country": ["br"]},
+    {"label": ["abnormal"], "modality": ["CT", "CR", "DX"], "sort": "age_desc"},
+    {"label": ["birads"], "label_certainty": ["benign:positive", "benign:uncertain"], "date_from": "2016-06-01"},
     {"partner": ["br_hospital_sp", "co_hospital_norte"], "age_max": 50, "sort": "date_asc"},
     {"q": "nodule", "country": ["co", "br"], "manufacturer": ["GE Healthcare", "Philips"]},
     {"body_region": ["chest", "abdomen"], "sex": ["M"], "q": "opacidad"},
@@ -207,12 +245,12 @@ def test_paging_and_sorting(env):
 
 
 def test_result_carries_token_uid_tags_report_labels_and_thumbnail(env):
-    body = get(env, "/api/studies", label="birads:2", page_size=1).json()
+    body = get(env, "/api/studies", label="birads_2", page_size=1).json()
     item = body["results"][0]
     study = next(s for s in env["studies"] if s["study_uid"] == item["study_uid"])
     assert item["patient_token"] == study["patient_token"] and re.fullmatch(r"[0-9a-f]{32}", item["patient_token"])
     assert item["age"] == study["age_at_study"] and item["sex"] == study["sex"]
-    assert item["country"] == study["country"] and "birads:2" in item["labels"]
+    assert item["country"] == study["country"] and "birads_2" in item["labels"]
     assert "BI-RADS 2" in item["report_text"] and item["report_excerpt"]
     assert item["tags"]["Modality"] == study["modality"]
     assert item["tags"]["PatientAge"] == f"{study['age_at_study']:03d}Y"

@@ -107,7 +107,9 @@ def cmd_search(args: argparse.Namespace) -> int:
         q=args.q, modality=args.modality, body_region=args.body_region, label=args.label,
         sex=args.sex, age_min=args.age_min, age_max=args.age_max,
         manufacturer=args.manufacturer, country=args.country, partner=args.partner,
-        sort=args.sort, page=args.page, page_size=args.page_size,
+        label_certainty=args.label_certainty, characteristic=args.characteristic,
+        thickness_min=args.thickness_min, thickness_max=args.thickness_max,
+        date_from=args.date_from, date_to=args.date_to, sort=args.sort, page=args.page, page_size=args.page_size,
     )
     regions = None
     db = customer = None
@@ -189,7 +191,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--q", "-q", help="keywords over report text")
     p.add_argument("--modality", action="append", default=[])
     p.add_argument("--body-region", action="append", default=[])
-    p.add_argument("--label", action="append", default=[], help="e.g. birads:2")
+    p.add_argument("--label", action="append", default=[], help="positive label, e.g. pneumonia, birads_2, birads")
+    p.add_argument("--label-certainty", action="append", default=[], help="e.g. pneumonia:negative")
+    p.add_argument("--characteristic", action="append", default=[], help="e.g. contrast:with")
+    p.add_argument("--thickness-min", type=float)
+    p.add_argument("--thickness-max", type=float)
+    p.add_argument("--date-from", help="YYYY-MM-DD")
+    p.add_argument("--date-to", help="YYYY-MM-DD")
     p.add_argument("--sex", action="append", default=[])
     p.add_argument("--age-min", type=int)
     p.add_argument("--age-max", type=int)

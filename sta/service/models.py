@@ -19,7 +19,10 @@ class StudyResult(BaseModel):
     age: int | None = Field(None, description="age at the study in years")
     sex: str | None = None
     manufacturer: str | None = None
-    labels: list[str] = Field([], description="'label:value', e.g. 'birads:2'")
+    labels: list[str] = Field([], description="positive report labels (concept ids, e.g. 'pneumonia', 'birads_2')")
+    label_certainties: list[str] = Field([], description="every label as 'concept:certainty'")
+    characteristics: list[str] = Field([], description="characterization as 'field:value'")
+    slice_thickness: float | None = Field(None, description="mm, when known")
     report_language: str | None = None
     report_text: str | None = None
     report_excerpt: str | None = None
@@ -62,6 +65,25 @@ class PatientTimeline(BaseModel):
     last_study_date: str | None = None
     n_studies: int
     studies: list[StudyResult]
+
+
+class PatientSummary(BaseModel):
+    patient_token: str
+    sex: str | None = None
+    age: int | None = Field(None, description="age at the latest study")
+    n_studies: int
+    modalities: list[str]
+    first_study_date: str | None = None
+    last_study_date: str | None = None
+    partners: list[str]
+    regions: list[str]
+
+
+class PatientList(BaseModel):
+    total: int
+    page: int
+    page_size: int
+    patients: list[PatientSummary]
 
 
 class Me(BaseModel):

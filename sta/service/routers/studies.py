@@ -17,7 +17,14 @@ def study_filters(
     q: str | None = Query(None, max_length=200, description="keywords over report text (es/pt/en, accent-insensitive)"),
     modality: list[str] = Query([], description="primary modality, several allowed (OR), e.g. MR, CT"),
     body_region: list[str] = Query([], description="head_neck, chest, abdomen, msk, pelvis, breast, whole_body"),
-    label: list[str] = Query([], description="'name:value' (e.g. birads:2) or 'name'; values of one label OR, labels AND"),
+    label: list[str] = Query([], description="positive report label (concept id, e.g. pneumonia, birads_4; 'birads' = any "
+                                             "BI-RADS); values of one family OR, families AND"),
+    label_certainty: list[str] = Query([], description="'concept:certainty' (positive, negative, uncertain, historical, "
+                                                       "family), e.g. pneumonia:negative; OR within a concept, AND across"),
+    characteristic: list[str] = Query([], description="characterization 'field:value', e.g. contrast:with, "
+                                                      "care_setting:emergency; OR within a field, AND across"),
+    thickness_min: float | None = Query(None, ge=0, le=100, description="slice thickness from (mm)"),
+    thickness_max: float | None = Query(None, ge=0, le=100, description="slice thickness to (mm)"),
     sex: list[str] = Query([], description="M, F, O"),
     age_min: int | None = Query(None, ge=0, le=150),
     age_max: int | None = Query(None, ge=0, le=150),
@@ -33,6 +40,8 @@ def study_filters(
     """The query parameters of a search, as ``StudyFilters``."""
     return search.StudyFilters(
         q=q, modality=modality, body_region=body_region, label=label, sex=sex,
+        label_certainty=label_certainty, characteristic=characteristic,
+        thickness_min=thickness_min, thickness_max=thickness_max,
         age_min=age_min, age_max=age_max, manufacturer=manufacturer, country=country,
         partner=partner, date_from=date_from, date_to=date_to, sort=sort, page=page, page_size=page_size,
     )

@@ -24,7 +24,11 @@ MAX_WINDOW = 10_000  # deepest result reachable by paging (page * page_size)
 
 # Facets, one per filter. "modality" is the study's primary modality
 # (foundation.schema.STUDIES.modality); "age" counts by decade ("40-49").
-FACETS = ["modality", "body_region", "sex", "age", "manufacturer", "country", "partner", "label"]
+# "label": positive report labels (concept ids, include/labelling/concepts.yaml);
+# "label_certainty": every label as "concept:certainty"; "characteristic":
+# characterization as "field:value"; "slice_thickness": studies per 0.5 mm.
+FACETS = ["modality", "body_region", "sex", "age", "manufacturer", "country", "partner", "label",
+          "label_certainty", "characteristic", "slice_thickness"]
 
 
 @dataclass
@@ -41,6 +45,10 @@ class StudyFilters:
     manufacturer: list[str] = field(default_factory=list)
     country: list[str] = field(default_factory=list)
     partner: list[str] = field(default_factory=list)
+    label_certainty: list[str] = field(default_factory=list)  # "pneumonia:negative"
+    characteristic: list[str] = field(default_factory=list)  # "contrast:with"
+    thickness_min: float | None = None  # slice thickness, mm, inclusive
+    thickness_max: float | None = None
     date_from: str | None = None  # ISO date, inclusive (shifted study date)
     date_to: str | None = None
     sort: str = "date_desc"
@@ -58,6 +66,10 @@ class StudyFilters:
             v = getattr(self, name)
             if v is not None and not 0 <= v <= 150:
                 raise ValueError(f"{name} must be between 0 and 150")
+        for name in ("thickness_min", "thickness_max"):
+            v = getattr(self, name)
+            if v is not None and not 0 <= v <= 100:
+                raise ValueError(f"{name} must be between 0 and 100 (mm)")
         for name in ("date_from", "date_to"):
             v = getattr(self, name)
             if v is not None and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", v):
@@ -104,10 +116,31 @@ class ParsedFilters:
         self.dates: tuple[str | None, str | None] | None = None
         if f.date_from or f.date_to:
             self.dates = (f.date_from, f.date_to)
-        self.label_groups: dict[str, set[str]] = {}
-        for raw in f.label:
-            v = (raw or "").strip().lower()
-            if v:
-                name, _, value = v.partition(":")
-                self.label_groups.setdefault(name, set()).add(v if value else "")
+        self.thickness: tuple[float, float] | None = None
+        if f.thickness_min is not None or f.thickness_max is not None:
+            self.thickness = (f.thickness_min if f.thickness_min is not None else 0.0,
+                              f.thickness_max if f.thickness_max is not None else 1e9)
+        # Labels: values of one family (birads_2, birads_3; "birads" = any of
+        # them) are OR-ed, different families AND-ed.
+        self.label_groups = group_values(f.label, label_family)
+        # "concept:certainty" and "field:value": OR within a concept/field, AND across.
+        self.certainty_groups = group_values(f.label_certainty, lambda v: v.partition(":")[0])
+        self.characteristic_groups = group_values(f.characteristic, lambda v: v.partition(":")[0])
         self.words = keywords(f.q)
+
+
+_FAMILY_RE = re.compile(r"_\d+$")
+
+
+def label_family(concept: str) -> str:
+    """``birads_4`` -> ``birads``; other concepts are their own family."""
+    return _FAMILY_RE.sub("", concept)
+
+
+def group_values(values: list[str], key) -> dict[str, set[str]]:  # noqa: ANN001
+    groups: dict[str, set[str]] = {}
+    for raw in values:
+        v = (raw or "").strip().lower()
+        if v:
+            groups.setdefault(key(v), set()).add(v)
+    return groups

@@ -21,7 +21,7 @@ import datetime as dt
 import duckdb
 import numpy as np
 
-from sta.service.search.filters import SORTS
+from sta.service.search.filters import SORTS, label_family
 
 NO_DATE = np.iinfo(np.int32).min
 _EPOCH = dt.date(1970, 1, 1)
@@ -35,6 +35,55 @@ def day_number(iso: str) -> int:
 def sql_str(s: str) -> str:
     """A string as the inside of a SQL literal."""
     return s.replace("'", "''")
+
+
+class ListColumn:
+    """A list column (labels, ``concept:certainty``, ``field:value``) as
+    "combos": each distinct list is a combo, a study has one combo code; a
+    0/1 matrix says which values each combo holds. A filter is a mask over
+    the (few) combos gathered to the rows; counts are a bincount of combos
+    times the matrix."""
+
+    def __init__(self, codes: np.ndarray, combo_strings: list[str]) -> None:
+        self.combo = np.asarray(codes, dtype=np.intp)  # intp: gathers need no widening
+        combos = [[]] + [v.split("|") if v else [] for v in combo_strings]
+        self.values = sorted({x for c in combos for x in c})
+        pos = {x: i for i, x in enumerate(self.values)}
+        self.matrix = np.zeros((len(combos), max(1, len(self.values))), dtype=np.int64)
+        for ci, c in enumerate(combos):
+            for x in c:
+                self.matrix[ci, pos[x]] = 1
+
+    def mask(self, groups: dict[str, set[str]], match) -> np.ndarray:  # noqa: ANN001
+        """Rows whose list satisfies every group: some value of the list
+        ``match(value, wanted)`` for each group."""
+        n = self.combo.size
+        ok = np.ones(self.matrix.shape[0], dtype=bool)
+        for wanted in groups.values():
+            cols = [i for i, x in enumerate(self.values) if match(x, wanted)]
+            ok &= self.matrix[:, cols].any(axis=1) if cols else False
+        ids = np.flatnonzero(ok)
+        if ids.size <= 8:
+            mask = np.zeros(n, dtype=bool)
+            for c in ids:
+                mask |= self.combo == c
+            return mask
+        return ok[self.combo]
+
+    def counts(self, rows: np.ndarray | None) -> dict[str, int]:
+        combos = self.combo if rows is None else self.combo[rows]
+        per_combo = np.bincount(combos, minlength=self.matrix.shape[0])
+        per_value = per_combo @ self.matrix
+        return {x: int(c) for x, c in zip(self.values, per_value) if c}
+
+
+def label_matches(concept: str, wanted: set[str]) -> bool:
+    """A concept matches a wanted value equal to it or to its family."""
+    return concept in wanted or label_family(concept) in wanted
+
+
+def exact_matches(value: str, wanted: set[str]) -> bool:
+    return value in wanted
 
 
 class RegionIndex:
@@ -62,7 +111,8 @@ class RegionIndex:
         self.values: dict[str, list[str]] = {}
         self.codes: dict[str, np.ndarray] = {}
         exprs = []
-        for facet, col in {**self.CATEGORICAL, "_labels": "array_to_string(labels, '|')"}.items():
+        lists = {"_labels": "labels", "_certainties": "label_certainties", "_characteristics": "characteristics"}
+        for facet, col in {**self.CATEGORICAL, **{k: f"array_to_string({c}, '|')" for k, c in lists.items()}}.items():
             vals = [r[0] for r in con.execute(
                 f"SELECT DISTINCT {col} AS v FROM {src} WHERE {col} IS NOT NULL ORDER BY 1").fetchall()]
             self.values[facet] = vals
@@ -75,25 +125,28 @@ class RegionIndex:
                 exprs.append(f"0 AS {facet.strip('_')}")
         cols = con.execute(
             f"SELECT {', '.join(exprs)}, coalesce(age, -1)::SMALLINT AS age, "
-            f"coalesce(date_diff('day', DATE '1970-01-01', study_date), {NO_DATE})::INTEGER AS day "
+            f"coalesce(date_diff('day', DATE '1970-01-01', study_date), {NO_DATE})::INTEGER AS day, "
+            "slice_thickness::FLOAT AS thickness "
             f"FROM {src} ORDER BY sid"
         ).fetchnumpy()
         for facet in self.CATEGORICAL:
             self.codes[facet] = np.asarray(cols[facet], dtype=np.uint16 if len(self.values[facet]) < 65000 else np.uint32)
         self.age = np.asarray(cols["age"], dtype=np.int16)
         self.day = np.asarray(cols["day"], dtype=np.int32)
+        thick = cols["thickness"]
+        self.thickness = np.asarray(thick.filled(np.nan) if hasattr(thick, "filled") else thick, dtype=np.float32)
+        # Thickness facet: per 0.5 mm (the slider's step); code 0 = unknown.
+        half = np.where(np.isnan(self.thickness), 0, np.round(np.nan_to_num(self.thickness) * 2) + 1)
+        self.codes["slice_thickness"] = np.minimum(half, 201).astype(np.uint16)
+        self.values["slice_thickness"] = [f"{i / 2:g}" for i in range(201)]
         decade = np.where(self.age >= 0, self.age // 10 + 1, 0).astype(np.uint16)
         self.codes["age"] = decade
         self.values["age"] = [str(d * 10) for d in range(int(decade.max(initial=0)))]
-        # Label sets: each distinct set of labels is a "combo"; a study has one.
-        self.combo = np.asarray(cols["labels"], dtype=np.intp)  # intp: gathers need no widening
-        combos = [[]] + [v.split("|") if v else [] for v in self.values["_labels"]]
-        self.labels = sorted({lab for c in combos for lab in c})
-        pos = {lab: i for i, lab in enumerate(self.labels)}
-        self.combo_labels = np.zeros((len(combos), max(1, len(self.labels))), dtype=np.int64)
-        for ci, c in enumerate(combos):
-            for lab in c:
-                self.combo_labels[ci, pos[lab]] = 1
+        self.lists = {
+            "label": ListColumn(cols["labels"], self.values["_labels"]),
+            "label_certainty": ListColumn(cols["certainties"], self.values["_certainties"]),
+            "characteristic": ListColumn(cols["characteristics"], self.values["_characteristics"]),
+        }
         # Row order of every sort (row indices), so a page is the first
         # matching rows of an order instead of a sort per request.
         self.orders = {}
@@ -130,31 +183,19 @@ class RegionIndex:
             mask &= self.day <= day_number(date_to)
         return mask
 
-    def label_mask(self, groups: dict[str, set[str]]) -> np.ndarray:
-        """Rows whose labels satisfy every group (OR within a label name)."""
-        ok = np.ones(self.combo_labels.shape[0], dtype=bool)
-        for name, wanted in groups.items():
-            cols = [i for i, lab in enumerate(self.labels)
-                    if lab in wanted or ("" in wanted and lab.startswith(name + ":"))]
-            ok &= self.combo_labels[:, cols].any(axis=1) if cols else False
-        ids = np.flatnonzero(ok)
-        if ids.size <= 8:
-            mask = np.zeros(self.n, dtype=bool)
-            for c in ids:
-                mask |= self.combo == c
-            return mask
-        return ok[self.combo]
+    def thickness_mask(self, lo: float, hi: float) -> np.ndarray:
+        return (self.thickness >= lo) & (self.thickness <= hi)  # NaN (unknown) is never inside
+
+    def list_mask(self, facet: str, groups: dict[str, set[str]]) -> np.ndarray:
+        return self.lists[facet].mask(groups, label_matches if facet == "label" else exact_matches)
 
     def facet_counts(self, facet: str, rows: np.ndarray | None) -> dict[str, int]:
         codes = self.codes[facet] if rows is None else self.codes[facet][rows]
         counts = np.bincount(codes, minlength=len(self.values[facet]) + 1)
         return {self.values[facet][i - 1]: int(c) for i, c in enumerate(counts) if i and c}
 
-    def label_counts(self, rows: np.ndarray | None) -> dict[str, int]:
-        combos = self.combo if rows is None else self.combo[rows]
-        per_combo = np.bincount(combos, minlength=self.combo_labels.shape[0])
-        per_label = per_combo @ self.combo_labels
-        return {lab: int(c) for lab, c in zip(self.labels, per_label) if c}
+    def list_counts(self, facet: str, rows: np.ndarray | None) -> dict[str, int]:
+        return self.lists[facet].counts(rows)
 
 
 def keyword_mask(cur: duckdb.DuckDBPyConnection, idx: RegionIndex, words: list[str]) -> np.ndarray:

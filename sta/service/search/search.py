@@ -42,7 +42,13 @@ def _region_search(
     if pf.dates:
         preds["date"] = idx.date_mask(*pf.dates)
     if pf.label_groups:
-        preds["label"] = idx.label_mask(pf.label_groups)
+        preds["label"] = idx.list_mask("label", pf.label_groups)
+    if pf.certainty_groups:
+        preds["label_certainty"] = idx.list_mask("label_certainty", pf.certainty_groups)
+    if pf.characteristic_groups:
+        preds["characteristic"] = idx.list_mask("characteristic", pf.characteristic_groups)
+    if pf.thickness:
+        preds["slice_thickness"] = idx.thickness_mask(*pf.thickness)
     base = keyword_mask(cur, idx, pf.words) if pf.words else None
 
     # fails[i]: how many filters row i fails; a facet's rows are those failing
@@ -72,7 +78,7 @@ def _region_search(
             rows = np.flatnonzero(own)
         else:
             rows = rows_all
-        facets[facet] = idx.label_counts(rows) if facet == "label" else idx.facet_counts(facet, rows)
+        facets[facet] = idx.list_counts(facet, rows) if facet in idx.lists else idx.facet_counts(facet, rows)
     if "age" in facets:
         facets["age"] = {f"{int(k)}-{int(k) + 9}": v for k, v in facets["age"].items()}
 

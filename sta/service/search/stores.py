@@ -190,6 +190,11 @@ class StoreSet:
             return present
         return [r for r in present if r in set(regions)]
 
+    def partners(self, regions: list[str]) -> list[str]:
+        """Partner ids present in the stores of ``regions``."""
+        snap = self.snapshot()
+        return sorted({p for r in regions if r in snap.indexes for p in snap.indexes[r].values["partner"]})
+
     def source(self, regions: list[str], table: str = "search_studies") -> str:
         """SQL of the union of ``table`` over ``regions`` (already validated)."""
         if not regions:
