@@ -39,11 +39,16 @@ def parse_tm(value: str) -> time | None:
         return None
 
 
+def shift_date(d: date, offset: timedelta) -> date:
+    """A calendar date moved by a patient's offset (whole days): the one rule for DICOM and reports."""
+    return d + timedelta(days=offset.days)
+
+
 def shift_da(value: str, offset: timedelta) -> str | None:
     d = parse_da(value)
     if d is None:
         return None
-    return (d + timedelta(days=offset.days)).strftime("%Y%m%d")
+    return shift_date(d, offset).strftime("%Y%m%d")
 
 
 def shift_tm(value: str, offset: timedelta) -> str | None:

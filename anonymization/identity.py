@@ -156,7 +156,7 @@ def read_identity(
         birth_date=birth or None,
         fallback_id=f"{partner_id}|{local}" if local else f"{partner_id}|unknown",
     )
-    offset = keyring.time_offset(token, rules.profile.date_shift_range_days)
+    offset = keyring.time_offset(token)  # one range for the deployment: same offset across partners
 
     age = parse_age(str(ds.get("PatientAge", "") or ""))
     birth_date = parse_da(birth) if birth else None

@@ -24,6 +24,10 @@ class MissingKeyError(RuntimeError):
     """Raised instead of de-identifying with a guessable or empty key."""
 
 
+# Offsets are drawn from this range for every patient (1 to 10 years back): one range per deployment.
+DATE_SHIFT_RANGE_DAYS = (-3650, -366)
+
+
 def load_key(value: str | bytes | None = None) -> bytes:
     raw = value if value is not None else os.environ.get("STA_SECRET_KEY", "")
     key = raw.encode() if isinstance(raw, str) else raw
@@ -90,13 +94,18 @@ class Keyring:
         n = int.from_bytes(_mac(self.key, "uid", original.strip().rstrip("\x00"))[:16], "big")
         return f"2.25.{n}"
 
-    def time_offset(self, patient_token: str, range_days: tuple[int, int] = (-3650, -366)) -> timedelta:
-        """One shift per patient: every date and time of that person moves together."""
+    def time_offset(self, patient_token: str, range_days: tuple[int, int] = DATE_SHIFT_RANGE_DAYS) -> timedelta:
+        """One shift per patient, in whole days: every date of that person moves by it.
+
+        Whole days, so a date moves the same whether or not its time is known
+        (DICOM date-only elements, Date+Time pairs, dates written in reports)
+        and intervals survive exactly; times of day are kept. One range for
+        the deployment, so a patient seen by two partners gets one offset.
+        """
         lo, hi = sorted(range_days)
         d = _mac(self.key, "date-offset", patient_token)
         days = lo + int.from_bytes(d[:4], "big") % (hi - lo + 1)
-        seconds = int.from_bytes(d[4:8], "big") % 86400
-        return timedelta(days=days, seconds=seconds)
+        return timedelta(days=days)
 
     def content_id(self, data: bytes) -> str:
         """Keyed id of raw content (reports): stable, but not a hash anyone can look up."""

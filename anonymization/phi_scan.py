@@ -75,6 +75,8 @@ def normalise(value: str) -> str:
 
 
 def _fold_word(word: str) -> str:
+    if word.isascii():
+        return word.upper()  # a \w+ run of ASCII has nothing to fold but case
     return normalise(word).replace(" ", "")
 
 
@@ -282,8 +284,9 @@ class PhiSet:
                 self._cache[key] = re.compile(rf"(?<![^\W_])(?:{alternation})(?![^\W_])")
         return self._cache[key]  # type: ignore[return-value]
 
-    def _word_terms(self, context: str) -> dict[tuple[str, ...], str]:
-        """Terms as word tuples for positional matching, narrowed by context (memoised)."""
+    def _word_terms(self, context: str) -> tuple[dict[tuple[str, ...], str], list[int], frozenset[str]]:
+        """Terms as word tuples for positional matching, narrowed by context, with their lengths
+        and every word they contain (a text none of whose words is one cannot match): memoised."""
         key = ("w", False, {"text": 0, "coded": 1, "device": 2}.get(context, 0))
         cached = self._cache.get(key)
         if cached is not None:
@@ -302,8 +305,9 @@ class PhiSet:
             if context != "text" and (len(flat) < MIN_LEN or (len(words) == 1 and flat in vocab)):
                 continue  # DICOM's own words and short name parts in coded/device values
             out[words] = kind
-        self._cache[key] = out
-        return out
+        result = (out, sorted({len(t) for t in out}), frozenset(w for t in out for w in t))
+        self._cache[key] = result  # type: ignore[assignment]
+        return result
 
     def find(self, text: str, context: str = "text", language: str | None = None) -> list[Hit]:
         """Spans of ``text`` holding one of this file's identifying values, in any form.
@@ -315,6 +319,16 @@ class PhiSet:
         """
         if not text:
             return []
+        memo_key = ("f", context, text)
+        memo = self._cache.get(memo_key)  # the verifier asks again about what the cleaner kept
+        if memo is not None:
+            return list(memo)  # type: ignore[arg-type]
+        hits = self._find(text, context, language)
+        if len(self._cache) < 4096:
+            self._cache[memo_key] = tuple(hits)  # type: ignore[assignment]
+        return hits
+
+    def _find(self, text: str, context: str, language: str | None) -> list[Hit]:
         hits: list[Hit] = []
         if context == "number":
             digits = re.sub(r"\D", "", text)
@@ -323,11 +337,12 @@ class PhiSet:
                 if len(d) >= 6 and d in self.digits:
                     hits.append((self.digits[d], 0, len(text)))
             return hits if digits else []
-        terms = self._word_terms(context)
+        terms, lengths, vocabulary = self._word_terms(context)
         if terms:
             words = [(m.group(), m.start(), m.end()) for m in _WORD.finditer(text)]
             folded = [_fold_word(w) for w, _s, _e in words]
-            lengths = sorted({len(t) for t in terms})
+            if vocabulary.isdisjoint(folded):
+                folded = []  # no word of any term: nothing to align
             for i in range(len(folded)):
                 for n in lengths:
                     if i + n > len(folded):

@@ -1,96 +1,55 @@
-"""Identifiers in any written form (issue 10.1), planted the way hospital files carry them.
-
-Each class is planted by the test in a file built with pydicom (descriptions,
-code meanings, SR text, comments, sequences) and checked absent in the OUTPUT
-BYTES, decoded every way a reader could (Latin-1, UTF-8), case-, accent- and
-separator-insensitively. Hypothesis varies where and how a value is written.
-"""
+"""Identifiers in any written form (issue 10.1), planted the way hospital files carry them, checked absent in the output bytes; names in any character set; hypothesis varies where and how a value is written."""
 
 from __future__ import annotations
 
+import glob
+import json
 import os
 import re
-import unicodedata
+import struct
+import subprocess
+import sys
+import warnings
+from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import pydicom
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from pydicom.charset import convert_encodings, encode_string
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
 
 from anonymization.batch import DeidSettings, build_deidentifier
 from anonymization.dicom import Quarantine
+from anonymization.keys import Keyring
 from anonymization.phi_scan import PhiSet
+from anonymization.profiles import ProfileError, load_profile
+from foundation.partners import ConfigError, load_partner
+from tests.support.deid_files import (
+    CHARSET_DIR, DEVICE_FIELDS, _charset_files, _graphics, _image, _names, _raw_element, _rich_bytes, _rich_dataset,
+    _save, _write, code_item, fold, hospital_ct, identifying_values, leaks, output_forms, output_text, real_world_files,
+    save, squash,
+)
 
+PROJECT = Path(__file__).resolve().parent.parent
 KEY = os.environ["STA_SECRET_KEY"].encode()
-
-
-def squash(text: str) -> str:
-    """The test's own folding: no accents, no case, no separators at all."""
-    text = unicodedata.normalize("NFKD", text)
-    text = "".join(c for c in text if not unicodedata.combining(c))
-    return re.sub(r"[\W_]+", "", text.casefold())
-
-
-def output_forms(path: Path) -> str:
-    raw = path.read_bytes()
-    return squash(raw.decode("latin-1")) + "|" + squash(raw.decode("utf-8", "ignore"))
 
 
 @pytest.fixture(scope="module")
 def deid():
-    return build_deidentifier(DeidSettings("latam", clean_pixels=False), KEY)
+    return build_deidentifier(DeidSettings("latam", {}, "test", {"RNEC": "CO-CC"}, clean_pixels=False), KEY)
 
 
-def hospital_ct(**extra) -> Dataset:
-    """A CT header as a hospital PACS exports it: UTF-8, request/SR-like sequences, comments."""
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
-    ds.SpecificCharacterSet = "ISO_IR 192"
-    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
-    ds.SOPInstanceUID = extra.pop("sop", "1.2.826.0.1.3680043.9.7.1.1")
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.StudyInstanceUID = "1.2.826.0.1.3680043.9.7.1"
-    ds.SeriesInstanceUID = "1.2.826.0.1.3680043.9.7.1.2"
-    ds.Modality = "CT"
-    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
-    ds.PatientName = "MUÑOZ PÉREZ^ANA LUCÍA"
-    ds.PatientID = "52318907"
-    ds.OtherPatientIDs = "41825739012"
-    ds.PatientBirthDate = "19580703"
-    ds.PatientSex = "F"
-    ds.StudyDate, ds.StudyTime = "20240115", "101530"
-    ds.AccessionNumber = "A7781234"
-    ds.StudyDescription = "TAC TORAX"
-    ds.SeriesDescription = "AXIAL 1.25"
-    ds.Manufacturer = "GE MEDICAL SYSTEMS"
-    ds.Rows, ds.Columns = 2, 2
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.PixelData = bytes(8)
-    for k, v in extra.items():
-        setattr(ds, k, v)
-    return ds
+@pytest.fixture(scope="module")
+def deid_no_pixels():
+    """Pixel policy off, so that the header path is what these files exercise."""
+    return build_deidentifier(DeidSettings("latam", {"options": {"clean_pixel_data": False}}, clean_pixels=False), KEY)
 
 
-def save(ds: Dataset, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(path, enforce_file_format=True)
-    return path
-
-
-def code_item(meaning: str) -> Dataset:
-    item = Dataset()
-    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = "T-D3000", "SRT", meaning
-    return item
-
-
-# -- each class of 10.1, planted and checked in the output bytes -----------------------------------
 PLANTED = [
     # (where, value as written, the forms that must not survive (squashed))
     ("StudyDescription", "TAC TORAX CC 52.318.907", ["52318907"]),
@@ -101,6 +60,13 @@ PLANTED = [
     ("SeriesDescription", "MUNOZ AXIAL", ["munoz"]),  # the header's accent dropped
     ("StudyDescription", "TORAX 03/07/1958", ["03071958"]),
 ]
+SEPARATORS = st.sampled_from(["", ".", " ", "-", "/", ". "])
+FIELDS = st.sampled_from(["StudyDescription", "SeriesDescription", "ProtocolName", "ImageComments",
+                          "PerformedProcedureStepDescription", "code_meaning", "sr_text", "request"])
+NAMES = st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZÁÉÍÓÚÑÇÃ", min_size=5, max_size=12)
+TEXT_VRS = ["LO", "SH", "LT", "ST", "UT", "PN"]
+PUBLIC_BY_VR = {"LO": "ProtocolName", "SH": "StationName", "LT": "AdditionalPatientHistory",
+                "ST": "InstitutionAddress", "UT": "TextValue", "PN": "OperatorsName"}
 
 
 @pytest.mark.parametrize("where,value,forms", PLANTED, ids=[p[1] for p in PLANTED])
@@ -115,12 +81,14 @@ def test_identifier_written_in_another_form_does_not_survive(deid, tmp_path, whe
         assert "TORAX" in str(out.get("StudyDescription", "TORAX")) or "AXIAL" in str(out.get("SeriesDescription", ""))
 
 
+
 def test_cjk_two_character_names_are_found_in_text_without_spaces(deid, tmp_path):
     ds = hospital_ct(PatientName="Yamada^Tarou=山田^太郎", StudyDescription="胸部CT 山田太郎 様")
     result = deid.deidentify_file(save(ds, tmp_path / "in.dcm"), tmp_path / "out")
     text = output_forms(result.output)
     assert "山田" not in text and "太郎" not in text and "yamada" not in text
     assert "胸部ct" in text  # the rest of the description survives
+
 
 
 def test_a_relatives_name_in_sr_text_deep_in_a_sequence_is_scrubbed_not_blanked(deid, tmp_path):
@@ -140,11 +108,13 @@ def test_a_relatives_name_in_sr_text_deep_in_a_sequence_is_scrubbed_not_blanked(
     assert "Nódulo de 8 mm" in kept  # readable: scrubbed with surrogates, not emptied
 
 
+
 def test_code_meanings_are_checked_too(deid, tmp_path):
     ds = hospital_ct(AnatomicRegionSequence=Sequence([code_item("Tórax de Muñoz 52318907")]))
     result = deid.deidentify_file(save(ds, tmp_path / "in.dcm"), tmp_path / "out")
     text = output_forms(result.output)
     assert "52318907" not in text and "munoz" not in text
+
 
 
 def test_national_ids_by_checksum_are_removed_even_when_the_header_does_not_hold_them(deid, tmp_path):
@@ -153,6 +123,7 @@ def test_national_ids_by_checksum_are_removed_even_when_the_header_does_not_hold
     result = deid.deidentify_file(save(ds, tmp_path / "in.dcm"), tmp_path / "out")
     text = output_forms(result.output)
     assert "52998224725" not in text and "123456785" not in text
+
 
 
 # -- one rule for cleaner and verifier ----------------------------------------------------------------
@@ -170,15 +141,11 @@ def test_the_rule_matches_forms_and_names_kinds_not_values():
     assert phi.find("52318907", "number")
 
 
-# -- hypothesis: where and how a value is written --------------------------------------------------------
-SEPARATORS = st.sampled_from(["", ".", " ", "-", "/", ". "])
-FIELDS = st.sampled_from(["StudyDescription", "SeriesDescription", "ProtocolName", "ImageComments",
-                          "PerformedProcedureStepDescription", "code_meaning", "sr_text", "request"])
-
 
 def _id_form(digits: str, sep: str, prefix: str) -> str:
     groups = [digits[max(0, i - 3): i] for i in range(len(digits), 0, -3)][::-1]
     return prefix + sep.join(groups)
+
 
 
 def _place(ds: Dataset, field: str, text: str) -> None:
@@ -194,6 +161,7 @@ def _place(ds: Dataset, field: str, text: str) -> None:
         ds.RequestAttributesSequence = Sequence([req])
     else:
         setattr(ds, field, text)
+
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -214,6 +182,7 @@ def test_fuzz_an_id_written_anywhere_in_any_form_never_survives(deid, tmp_path_f
         assert q.reason == "residual_phi" and digits not in str(q)  # refused, never leaked in a reason
         return
     assert digits not in output_forms(result.output)
+
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -242,3 +211,117 @@ def test_fuzz_a_birth_date_written_in_words_or_numbers_never_survives(deid, tmp_
     out = pydicom.dcmread(result.output)
     values = " ".join(str(e.value) for e in out.iterall() if e.VR in ("LO", "SH", "LT", "ST", "UT", "UC"))
     assert squash(written) not in squash(values), written
+
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    surname=NAMES,
+    given_name=NAMES,
+    places=st.lists(
+        st.tuples(st.sampled_from(["public", "private", "nested", "deep"]), st.sampled_from(TEXT_VRS),
+                  st.integers(min_value=0x10, max_value=0xFF)),
+        min_size=1, max_size=6,
+    ),
+)
+def test_phi_planted_anywhere_never_survives(deid, tmp_path_factory, surname, given_name, places):
+    from anonymization.phi_scan import _STOPWORDS
+
+    assume(surname not in _STOPWORDS and given_name not in _STOPWORDS)  # words, not names
+    tmp = tmp_path_factory.mktemp("prop")
+    ds = _rich_dataset(PatientName=f"{surname}^{given_name}")
+    value = f"{surname}^{given_name}"
+    for i, (where, vr, el) in enumerate(places):
+        text = value if vr == "PN" else f"{given_name} {surname}"
+        if where == "public":
+            setattr(ds, PUBLIC_BY_VR[vr], text)
+        elif where == "private":
+            ds.add_new(0x00290010, "LO", "RANDOM_CREATOR")
+            ds.add_new(0x00291000 + el, vr, text)
+        else:
+            inner = Dataset()
+            inner.add_new(0x00081030, "LO", text)
+            inner.add_new(0x00100010, "PN", value)
+            if where == "deep":
+                deeper = Dataset()
+                deeper.add_new(0x00324000, "LT", text)
+                inner.ReferencedSeriesSequence = Sequence([deeper])
+            ds.ReferencedStudySequence = Sequence([inner])
+    src = _write(ds, tmp / "in.dcm")
+    slow = _pydicom_reader(deid)
+    try:
+        slow_bytes = slow.deidentify_file(src, tmp / "slow", "x.dcm").output.read_bytes()
+    except Quarantine as q:
+        slow_bytes = q.reason
+    try:
+        result = deid.deidentify_file(src, tmp / "out")
+    except Quarantine as q:
+        assert slow_bytes == q.reason  # both readers refuse, for the same reason
+        return  # refusing is a safe outcome
+    assert result.output.read_bytes() == slow_bytes  # the fast reader and pydicom's agree
+    raw = fold(result.output.read_bytes().decode("utf-8", "ignore"))
+    for part in (surname, given_name):
+        assert not re.search(rf"(?<!\w){re.escape(fold(part))}(?!\w)", raw), part
+
+
+
+@pytest.mark.parametrize("src", _charset_files(), ids=lambda p: p.name)
+def test_names_in_any_character_set_do_not_survive_in_any_encoding(deid_no_pixels, tmp_path, src):
+    ds = pydicom.dcmread(src)
+    if "SOPInstanceUID" not in ds:  # chrSQEncoding*: a bare dataset; give it the UIDs of a composite object
+        ds.SOPClassUID, ds.SOPInstanceUID = "1.2.840.10008.5.1.4.1.1.7", "1.2.3.4.5.99"
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = "1.2.3.4", "1.2.3.4.5"
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        src = tmp_path / src.name
+        ds.save_as(src, enforce_file_format=True)
+    names = _names(ds)
+    assert names, src.name
+    try:
+        result = deid_no_pixels.deidentify_file(src, tmp_path / "out")
+    except Quarantine as q:
+        assert q.reason == "residual_phi", q  # refusing is safe; nothing else is expected here
+        return
+    data = result.output.read_bytes()
+    out = pydicom.dcmread(result.output)
+    decoded = " ".join(str(e.value) for e in out.iterall() if e.VR not in ("OB", "OW", "SQ"))
+    encodings = set(convert_encodings(ds.get("SpecificCharacterSet", "ISO_IR 6")))
+    for name in names:
+        assert name not in decoded, (src.name, "decoded")
+        for enc in encodings | {"utf-8", "latin-1"}:
+            try:
+                raw = encode_string(name, [enc]) if enc not in ("utf-8", "latin-1") else name.encode(enc)
+            except (UnicodeError, LookupError, ValueError):
+                continue
+            if len(raw) >= 4 or not raw.isascii():
+                assert raw not in data, (src.name, enc)
+    assert out.PatientName == result.patient_token
+
+
+
+def test_a_name_in_utf8_under_a_missing_character_set_is_still_known(tmp_path):
+    """No SpecificCharacterSet (so ISO-IR 6/Latin-1), but the modality wrote UTF-8: the name is
+    read both ways, so the descriptor that spells it in ASCII is cleaned too."""
+    ds = _image("1.2.3.100.1.11", StudyDescription="TAC TORAX GARCIA", SeriesDescription="MUÑOZ AXIAL")
+    ds.PatientName = "X"
+    ds["PatientName"].value = "GARCÍA MUÑOZ^JOSÉ".encode("utf-8")  # raw bytes, as the modality sent them
+    src = _save(ds, tmp_path / "utf8.dcm")
+    assert b"GARC\xc3\x8dA" in src.read_bytes() and b"SpecificCharacterSet" not in src.read_bytes()
+    d = build_deidentifier(DeidSettings("latam", clean_pixels=False), KEY)
+    result = d.deidentify_file(src, tmp_path / "out")
+    out = pydicom.dcmread(result.output)
+    assert "GARCIA" not in str(out.get("StudyDescription", "")).upper()
+    assert "TORAX" in out.StudyDescription
+    assert "MUÑOZ" not in str(out.get("SeriesDescription", "")).upper()
+
+
+_SLOW: dict[int, object] = {}
+
+
+def _pydicom_reader(deid):
+    """The same de-identifier reading every file through pydicom (the reference reader)."""
+    if id(deid) not in _SLOW:
+        slow = build_deidentifier(DeidSettings("latam", {}, "test", {"RNEC": "CO-CC"}, clean_pixels=False), KEY)
+        slow.fast_reader = False
+        _SLOW[id(deid)] = slow
+    return _SLOW[id(deid)]

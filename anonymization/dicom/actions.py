@@ -96,6 +96,16 @@ def _recognised(text: str) -> list[Hit]:
     return hits
 
 
+def _plainly_technical(text: str) -> bool:
+    """Free text made only of DICOM's own vocabulary and small numbers (no name can hide in it):
+    the report scrubber (a model run) is skipped for it."""
+    words = re.findall(r"[^\W\d_]+", text)
+    if not words or len(words) > 12:
+        return not words and not re.search(r"\d{4,}", text)
+    vocab = dicom_vocabulary()
+    return all(w.upper() in vocab for w in words) and not re.search(r"\d{4,}", text)
+
+
 class FreeTextScrubber:
     """The report scrubber (Presidio + the text recognisers), built once per process on first use."""
 
@@ -280,6 +290,8 @@ class Actions:
                 return None
             if not text.strip():
                 return n
+            if _plainly_technical(text) and not identifying_spans(phi, text, "text"):
+                return n  # "Uncompressed", "Lossy compression 10:1": DICOM's own words, nobody's identity
             scrubbed = self.scrubber.scrub(text, sorted(phi.raw), ident.offset.days)
             if identifying_spans(phi, scrubbed, "text"):
                 return None  # something survived the scrubber: the element goes

@@ -162,7 +162,10 @@ class Deidentifier:
         terms = [t for t in phi.searchable(include_weak=False, min_digits=8) if len(t.replace(" ", "")) >= 6]
 
         def check(path: Path, span: Any) -> None:
-            if span is not None and terms and scan(path, span, terms):
+            # Encapsulated data is where text hides between the samples (JPEG COM/APPn segments,
+            # junk after EOI): every byte of it is searched. Native samples are pixel values, checked
+            # by the pixel-risk rule and OCR; bytes past their declared length are dropped by the filter.
+            if span is not None and span.encapsulated and terms and scan(path, span, terms):
                 raise Quarantine("residual_phi", f"{verify.tag_name(span.tag)} pixel_bytes")
 
         return check
@@ -256,7 +259,7 @@ class Deidentifier:
         if self.pixel_filter is not None and not pixels_modified:
             filt = self.pixel_filter
             pixel_filter = lambda src_fp, sp, dst_fp: filt(src_fp, sp, top, dst_fp)  # noqa: E731
-        written, digest = write_file(out, header_bytes, fp, span, checksum=self.checksum, pixel_filter=pixel_filter,
+        written, digest, rewritten = write_file(out, header_bytes, fp, span, checksum=self.checksum, pixel_filter=pixel_filter,
                                      check=self._pixel_check(ident.phi))
         rows, cols = _int(top.get("Rows")), _int(top.get("Columns"))
         frames = _i(info["NumberOfFrames"]) or (1 if rows else None)
@@ -285,7 +288,7 @@ class Deidentifier:
             frames=frames,
             size_bytes=written,
             sha256=digest,
-            pixels_modified=pixels_modified,
+            pixels_modified=pixels_modified or rewritten,
             identity=ident,
             profile=act.profile.name,
         )

@@ -89,8 +89,9 @@ def write_file(
     out: Path, header_bytes: bytes, src: BinaryIO, span: PixelSpan | None, *, checksum: bool,
     pixel_filter: PixelFilter | None = None,
     check: Callable[[Path, "PixelSpan | None"], None] | None = None,
-) -> tuple[int, str]:
-    """Write header + pixel element to ``out`` atomically; returns (bytes written, sha256 or '').
+) -> tuple[int, str, bool]:
+    """Write header + pixel element to ``out`` atomically; returns (bytes written, sha256 or '',
+    whether the pixel filter rewrote the pixel element).
 
     ``pixel_filter`` may rewrite the pixel element (JPEG markers, trailing bytes);
     ``check(written_path, pixel_span_in_output)`` runs on the complete file before it
@@ -100,12 +101,12 @@ def write_file(
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     digest = hashlib.sha256(header_bytes) if checksum else None
     written = len(header_bytes)
+    filtered = None
     try:
         with tmp.open("wb") as out_fp:
             out_fp.write(header_bytes)
             if span is not None:
                 out_fp.flush()
-                filtered = None
                 if pixel_filter is not None:
                     start = out_fp.tell()
                     try:
@@ -138,7 +139,7 @@ def write_file(
     finally:
         if tmp.exists():
             tmp.unlink()
-    return written, (digest.hexdigest() if digest is not None else "")
+    return written, (digest.hexdigest() if digest is not None else ""), filtered is not None
 
 
 _KERNEL_COPY_MIN = 4 << 20  # below this a thread costs more than it saves: a plain loop

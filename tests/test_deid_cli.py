@@ -1,0 +1,109 @@
+"""`sta deid`: key required, outputs named by new UIDs, one manifest line per input."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+import struct
+import subprocess
+import sys
+import warnings
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from pydicom.charset import convert_encodings, encode_string
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sequence import Sequence
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
+
+from anonymization.batch import DeidSettings, build_deidentifier
+from anonymization.dicom import Quarantine
+from anonymization.keys import Keyring
+from anonymization.phi_scan import PhiSet
+from anonymization.profiles import ProfileError, load_profile
+from foundation.partners import ConfigError, load_partner
+from tests.support.deid_files import (
+    CHARSET_DIR, DEVICE_FIELDS, _charset_files, _graphics, _image, _names, _raw_element, _rich_bytes, _rich_dataset,
+    _save, _write, code_item, fold, hospital_ct, identifying_values, leaks, output_forms, output_text, real_world_files,
+    save, squash,
+)
+
+PROJECT = Path(__file__).resolve().parent.parent
+KEY = os.environ["STA_SECRET_KEY"].encode()
+
+
+@pytest.fixture(scope="module")
+def deid():
+    return build_deidentifier(DeidSettings("latam", {}, "test", {"RNEC": "CO-CC"}, clean_pixels=False), KEY)
+
+
+@pytest.fixture(scope="module")
+def deid_no_pixels():
+    """Pixel policy off, so that the header path is what these files exercise."""
+    return build_deidentifier(DeidSettings("latam", {"options": {"clean_pixel_data": False}}, clean_pixels=False), KEY)
+
+
+
+
+def test_cli_refuses_without_a_key_and_prints_a_summary(tmp_path):
+    src = _write(_rich_dataset(), tmp_path / "in" / "a" / "x.dcm")
+    (tmp_path / "in" / "a" / "junk.dcm").write_bytes(b"junk")
+    env = {k: v for k, v in os.environ.items() if k != "STA_SECRET_KEY"}
+    sta = [sys.executable, "-m", "sta.cli", "deid", str(tmp_path / "in"), str(tmp_path / "out"),
+           "--quarantine", str(tmp_path / "q"), "--workers", "2"]
+    refused = subprocess.run(sta, capture_output=True, text=True, env=env, cwd=PROJECT)
+    assert refused.returncode == 2 and "STA_SECRET_KEY" in refused.stdout + refused.stderr
+    done = subprocess.run(sta, capture_output=True, text=True, env=os.environ | {}, cwd=PROJECT)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["input"] == 2 and summary["published"] == 1 and summary["by_reason"] == {"not_dicom": 1}
+    # outputs are named by their new UIDs, never by input folder or file names
+    outputs = list((tmp_path / "out").rglob("*.dcm"))
+    assert len(outputs) == 1 and "x.dcm" not in str(outputs[0]) and outputs[0].name.startswith("2.25.")
+    assert json.loads((tmp_path / "q" / "a" / "junk.dcm.reason.json").read_text())["code"] == "not_dicom"
+    assert src.exists()
+
+
+
+def test_manifest_has_one_line_per_input_and_outputs_are_named_by_new_uids(tmp_path):
+    inp = tmp_path / "in"
+    named = save(hospital_ct(), inp / "MUNOZ PEREZ ANA 52318907" / "torax.dcm")
+    save(hospital_ct(sop="1.2.826.0.1.3680043.9.7.1.9", BodyPartExamined="BREAST"), inp / "mg.dcm")
+    (inp / "notes.txt").write_text("not dicom")
+    (inp / "link.dcm").symlink_to(named)
+    (inp / "dirlink").symlink_to(inp / "MUNOZ PEREZ ANA 52318907")
+    os.mkfifo(inp / "pipe.dcm")
+    manifest = tmp_path / "raw-side" / "manifest.jsonl"
+    cmd = [sys.executable, "-m", "sta.cli", "deid", str(inp), str(tmp_path / "out"), "--quarantine",
+           str(tmp_path / "q"), "--manifest", str(manifest), "--no-pixel-cleaning"]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=PROJECT, timeout=300)
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in manifest.read_text().splitlines()]
+    by_input = {line["input"]: line for line in lines}
+    assert set(by_input) == {"MUNOZ PEREZ ANA 52318907/torax.dcm", "mg.dcm", "notes.txt", "link.dcm", "dirlink",
+                             "pipe.dcm"}
+    for line in lines:
+        assert list(line)[:4] == ["input", "status", "output", "reason"]
+        assert line["status"] in ("published", "quarantined", "rejected")
+        assert (line["output"] is None) == (line["status"] != "published")
+        assert (line["reason"] is None) == (line["status"] == "published")
+    assert by_input["link.dcm"]["status"] == "rejected" and by_input["link.dcm"]["reason"] == "symlink"
+    assert by_input["dirlink"]["reason"] == "symlink"
+    assert by_input["pipe.dcm"] == {**by_input["pipe.dcm"], "status": "rejected", "reason": "fifo"}
+    assert by_input["notes.txt"]["status"] == "quarantined" and by_input["notes.txt"]["reason"] == "not_dicom"
+    ct = by_input["MUNOZ PEREZ ANA 52318907/torax.dcm"]
+    assert ct["status"] == "published" and ct["profile"] == "latam"
+    assert by_input["mg.dcm"]["profile"] == "latam_mammography"  # chosen per file by the latam rules
+    for line in (ct, by_input["mg.dcm"]):
+        out = tmp_path / "out" / line["output"]
+        assert out.exists() and all(part.startswith("2.25.") for part in Path(line["output"]).with_suffix("").parts)
+        assert "MUNOZ" not in line["output"] and "52318907" not in line["output"]
+    summary = json.loads(done.stdout)
+    assert summary["input"] == 6 and summary["published"] + summary["quarantined"] + summary["rejected"] == 6
