@@ -141,6 +141,14 @@ class Profile(BaseModel):
     # is de-identified with ``profile`` (e.g. mammography, ultrasound) instead of this one.
     per_file: list["PerFileRule"] = Field(default_factory=list)
 
+    @model_validator(mode="after")
+    def _one_date_range(self) -> "Profile":
+        """Date offsets come from one deployment-wide range (anonymization.keys), so that a patient
+        seen by two partners has one offset: a profile cannot change it (deid-core)."""
+        if tuple(self.date_shift_range_days) != (-3650, -366):
+            raise ValueError("date_shift_range_days is deployment-wide (-3650, -366) and cannot be changed per profile")
+        return self
+
     @model_validator(mode="before")
     @classmethod
     def _former_pixel_policy(cls, data: Any) -> Any:
