@@ -1,7 +1,10 @@
 """DAG factory: one ``ingest_<partner>`` DAG per include/partners/*.yaml.
 
-pull -> classify -> deidentify[batches] -> reports[batches] -> build_tables
--> validate (Great Expectations gate) -> publish (asset) -> cleanup.
+pull -> classify -> deidentify[batches] -> dicom_done -> reports[batches] -> verify
+-> build_tables -> validate -> review (prepare, approve: HITL, apply) -> publish (asset) -> cleanup;
+sweep_identity after verify whatever happened. Great Expectations checkpoints at
+every boundary: classify (landing manifest), dicom_done (de-identified metadata),
+build_tables (report text), validate (labels, tables).
 Wiring only: every task is a wrapper in operators/partner_tasks.py. Every task
 runs in the partner's queue and pool, so a deployment gives each partner its
 own workers (docker-compose.yaml).
@@ -19,6 +22,7 @@ from airflow.sdk import DAG, Param
 from operators import label_tasks as lt
 from operators import partner_tasks as t
 from operators.placement import partner_task_defaults
+from operators.review import review_group
 from foundation.partners import load_partners_checked
 
 # Retries are for accidents (a dropped connection, a full disk freed later): 30 s, then
@@ -78,16 +82,20 @@ def build_dag(partner) -> DAG:  # noqa: ANN001
         slots = partner.execution.concurrency  # sized to the partner's workers
         dicom = t.deidentify.override(max_active_tis_per_dagrun=slots, doc_md=t.deidentify.function.__doc__).partial(partner_id=pid).expand(
             batch=dicom_batches)
-        joined = t.dicom_done()
+        joined = t.dicom_done(pid)  # + GX checkpoint: de-identified metadata
         dicom >> joined
         texts = t.reports.override(max_active_tis_per_dagrun=slots, doc_md=t.reports.function.__doc__).partial(partner_id=pid).expand(
             batch=report_batches)
         joined >> texts
-        tables = t.build_tables(pid)
-        [joined, texts] >> tables
+        verified = t.verify(pid)  # residual PHI in every output, leak ledger, identity maps deleted
+        [joined, texts] >> verified
+        verified >> t.sweep_identity(pid)  # all_done: also when a stage before it failed
+        tables = t.build_tables(pid)  # + GX checkpoint: report text
+        verified >> tables
+        validated = t.validate(pid)  # GX: labels and the tables before publish
         published = t.publish_task(partner.region, pid)(pid)
         labelled = lt.labelling(pid, tables)  # route -> label_cluster[cluster] -> merge_labels (issue 13)
-        labelled >> t.validate(pid) >> published >> t.cleanup(pid)
+        labelled >> validated >> review_group(partner, t.review_prepare, t.review_apply) >> published >> t.cleanup(pid)
     return dag
 
 

@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from foundation.paths import PARTNERS_DIR, PartnerRoot, data_root, partners_dir
-from foundation.profiles import ProfileError, load_profile
+from foundation.profiles import ProfileError, check_jurisdiction, default_profile, load_profile
 
 # ISO 3166 alpha-2 codes of the countries STA buys from; the region of a
 # partner is its country (one storage root, worker pool and store per region).
@@ -91,6 +91,34 @@ class ExecutionConfig(BaseModel):
         return self.workers * self.slots_per_worker
 
 
+class ReviewPolicy(BaseModel):
+    """Which studies of a run a researcher must see before it is published (issue 11.4).
+
+    A run whose policy selects nothing publishes without review. A run with a
+    selection waits for an Approve/Reject in Airflow (Required Actions); no
+    answer within ``timeout_hours`` counts as Reject: nothing is published
+    unless someone approved it.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    sample_percent: float = Field(default=0.0, ge=0, le=100, description="share of studies drawn at random")
+    new_modality: bool = Field(default=False, description="every study of a modality this partner never published")
+    new_manufacturer: bool = Field(default=False, description="every study of a manufacturer never published")
+    new_protocol: bool = Field(default=False, description="every study whose description was never published")
+    redacted_pixels: bool = Field(default=False, description="every file whose burned-in text was redacted")
+    low_confidence_reports: bool = Field(default=False, description="every report read by OCR below the threshold")
+    confidence_threshold: float = Field(default=80.0, ge=0, le=100, description="mean OCR word confidence")
+    max_items: int = Field(default=20, ge=1, le=500, description="studies shown in one review task")
+    timeout_hours: float = Field(default=72.0, gt=0, le=24 * 30)
+    reviewers: list[str] = Field(default_factory=list, description="Airflow user names allowed to answer")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.sample_percent or self.new_modality or self.new_manufacturer or self.new_protocol
+                    or self.redacted_pixels or self.low_confidence_reports)
+
+
 class PartnerConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -110,6 +138,7 @@ class PartnerConfig(BaseModel):
     notify: list[str] = Field(default_factory=list)
     timezone: str = Field(default="UTC", description="IANA zone the schedule is read in, e.g. America/Bogota")
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
+    review: ReviewPolicy = Field(default_factory=ReviewPolicy)
     # Reactive syncs (issue 16.2): a run when new files have stopped changing at the source, not on the clock.
     reactive: bool = False
     reactive_poll_seconds: float = Field(default=10, ge=1, le=3600)
@@ -182,8 +211,11 @@ def load_partner(path: Path) -> PartnerConfig:
         raise ConfigError(f"{path}: invalid partner config: {details}") from exc
     if cfg.id != Path(path).stem:
         raise ConfigError(f"{path}: id {cfg.id!r} must match the file name {Path(path).stem!r}")
+    if "profile" not in raw:  # the jurisdiction's base profile (deid-core, issue 16.3)
+        cfg.profile = default_profile(cfg.country)
     try:
-        load_profile(cfg.profile, cfg.profile_overrides, where=str(path))
+        profile = load_profile(cfg.profile, cfg.profile_overrides, where=str(path))
+        check_jurisdiction(cfg.country, profile, str(path), cfg.profile_overrides)
     except ProfileError as exc:
         raise ConfigError(str(exc)) from exc
     return cfg

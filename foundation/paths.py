@@ -39,15 +39,23 @@ def safe_run_id(run_id: str) -> str:
 class PartnerRoot:
     """A partner's storage enclave: ``<data>/<region>/partners/<id>/``.
 
-    landing/     raw files pulled this run (deleted after a successful run)
+    The raw zone (identifying data may exist only here; dirs 0700, files 0600):
+
+    landing/     raw files pulled (deleted once a run has published them)
     work/<run>/  per-run intermediate files, incl. identity maps (see RunFolder)
-    quarantine/  raw files refused, each with a ``.reason.json`` beside it
+    quarantine/  refused originals, named by landing id, each with a PHI-free ``.reason.json``
+    state/       sync state of the source connector (remote paths), keyed accession links
+
+    Everything else holds no identifying value (files named by UIDs, tokens or landing ids):
+
+    parquet/     published tables (partitioned; ``_snapshot.json`` lists the live files, see transforms/parquet_store.py)
     dicom/       published de-identified DICOM
-    parquet/     published tables
     thumbnails/  published series thumbnails
-    ledger/      one JSON per run accounting for every pulled file
-    state/       sync state of the source connector, keyed accession links
+    ledger/      per run: ``<run>.json`` (every pulled file's outcome) and ``<run>.verification.jsonl``
+    reports/     per run: Great Expectations Data Docs, review sheets
     """
+
+    RAW_ZONE = ("landing", "work", "quarantine", "state")
 
     base: Path
     region: str
@@ -92,6 +100,26 @@ class PartnerRoot:
     def study_links(self) -> Path:
         """Keyed accession -> study of earlier runs (reports arriving after their images)."""
         return self.state / "study_links.parquet"
+
+    def verification_file(self, run_id: str) -> Path:
+        return self.ledger / f"{safe_run_id(run_id)}.verification.jsonl"
+
+    @property
+    def reports(self) -> Path:
+        return self.path / "reports"
+
+    def run_reports(self, run_id: str) -> Path:
+        """Human-facing artefacts of a run (Data Docs, review sheets): no identifying value."""
+        return self.reports / safe_run_id(run_id)
+
+    def secure_raw_zone(self) -> None:
+        """Create the raw-zone folders readable only by the pipeline's user (0700)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        for name in self.RAW_ZONE:
+            d = self.path / name
+            d.mkdir(mode=0o700, exist_ok=True)
+            if d.stat().st_mode & 0o077:
+                d.chmod(0o700)
 
     @property
     def work_root(self) -> Path:
@@ -177,6 +205,22 @@ class RunFolder:
         return sorted(self.identity.glob("dicom-*.json")) if self.identity.exists() else []
 
     @property
+    def sources(self) -> Path:
+        """Per batch: output name (staged path or report id) -> landing path. Raw zone: swept with the run."""
+        return self.path / "sources"
+
+    def sources_file(self, kind: str, batch: int) -> Path:
+        return self.sources / f"{kind}-{batch:05d}.json"
+
+    def sources_map(self, kind: str) -> dict[str, str]:
+        import json
+
+        out: dict[str, str] = {}
+        for p in sorted(self.sources.glob(f"{kind}-*.json")) if self.sources.exists() else []:
+            out.update(json.loads(p.read_text(encoding="utf-8")))
+        return out
+
+    @property
     def outcomes(self) -> Path:
         return self.path / "outcomes"
 
@@ -214,3 +258,33 @@ class RunFolder:
     @property
     def gate(self) -> Path:
         return self.path / "gate.json"
+
+    @property
+    def checkpoints(self) -> Path:
+        """One JSON result per Great Expectations stage boundary (``<boundary>.json``)."""
+        return self.path / "checkpoints"
+
+    @property
+    def verification(self) -> Path:
+        """The leak ledger in progress: one line per output file (classes checked, outcome; never values)."""
+        return self.path / "verification.jsonl"
+
+    @property
+    def review(self) -> Path:
+        """The review sample and its decision."""
+        return self.path / "review.json"
+
+    @property
+    def staged_ledger(self) -> Path:
+        """The run's ledger, written before the commit and published right after it."""
+        return self.path / "ledger.json"
+
+    @property
+    def commit_intent(self) -> Path:
+        """The Parquet snapshot number just before publish committed (tells a later run whether it did)."""
+        return self.path / "commit_intent.json"
+
+    @property
+    def publish_journal(self) -> Path:
+        """What publish moved into the published folders before its commit (for a rollback)."""
+        return self.path / "publish_journal.json"

@@ -48,6 +48,16 @@ def _ctx(partner_id: str, run_id: str | None) -> Any:
     return RunContext.resolve(partner_id, run_id or "manual")
 
 
+def _verdict(fn, *args: Any) -> Any:  # noqa: ANN001
+    """Run a stage; a checkpoint's or verifier's verdict fails the task without retries (not an accident)."""
+    from expectations.boundaries import CheckpointFailed
+
+    try:
+        return fn(*args)
+    except CheckpointFailed as exc:
+        raise AirflowFailException(str(exc)) from exc
+
+
 @task
 def pull(partner_id: str, run_id: str | None = None) -> dict[str, Any]:
     """**pull**: copy new and changed files from the partner's source into its landing area.
@@ -79,7 +89,7 @@ def classify(partner_id: str, _pulled: dict[str, Any], run_id: str | None = None
     (empty, unsupported type) with a reason code. Log: one line per quarantined file."""
     from pipeline import classify as stage
 
-    return stage.run(_ctx(partner_id, run_id))
+    return _verdict(stage.run, _ctx(partner_id, run_id))
 
 
 @task
@@ -99,8 +109,24 @@ def deidentify(partner_id: str, batch: int, run_id: str | None = None) -> dict[s
 
 
 @task(trigger_rule="none_failed")  # also when there was no DICOM batch (skipped mapped task)
-def dicom_done() -> None:
-    """A join point: report stages need every batch's identity map."""
+def dicom_done(partner_id: str, run_id: str | None = None) -> dict[str, Any]:
+    """**dicom_done**: the join of the de-identification batches (reports need every batch's identity map) and
+    the Great Expectations checkpoint on the de-identified metadata (keyed UIDs, tokens, ages, paths). A
+    failure stops the run here. Data Docs: ``reports/<run>/index.html`` in the partner's folder."""
+    from pipeline.checkpoints import check
+
+    return _verdict(check, _ctx(partner_id, run_id), "deid_metadata")
+
+
+@task(trigger_rule="none_failed")  # also when a run has no reports (skipped mapped task)
+def verify(partner_id: str, run_id: str | None = None) -> dict[str, Any]:
+    """**verify**: every output searched again for its input's identifying values: DICOM re-read by the other
+    reader (values and every byte, pixel data included), OCR of a sample of pixels per batch, report text,
+    per-file rows. A hit quarantines the file (``residual_phi_verify``). Writes the leak ledger (classes
+    checked and outcome per file, never a value), then deletes the run's identity maps."""
+    from pipeline import verify as stage
+
+    return stage.run(_ctx(partner_id, run_id))
 
 
 @task(max_active_tis_per_dagrun=4)
@@ -119,7 +145,7 @@ def build_tables(partner_id: str, run_id: str | None = None) -> dict[str, Any]:
     run's work folder), nothing published yet."""
     from pipeline import tables as stage
 
-    return stage.run(_ctx(partner_id, run_id))
+    return _verdict(stage.run, _ctx(partner_id, run_id))
 
 
 @task
@@ -129,9 +155,31 @@ def validate(partner_id: str, run_id: str | None = None) -> dict[str, Any]:
     from pipeline import validate as stage
 
     try:
-        return stage.run(_ctx(partner_id, run_id))
+        return _verdict(stage.run, _ctx(partner_id, run_id))
     except stage.GateFailed as exc:
         raise AirflowFailException(str(exc)) from exc
+
+
+@task
+def review_prepare(partner_id: str, run_id: str | None = None) -> dict[str, Any]:
+    """**review.prepare**: the studies the partner's review policy selects (random share, never-seen
+    modality/manufacturer/protocol, redacted pixels, low-confidence OCR reports), rendered for a
+    researcher: de-identified thumbnails with redaction boxes, scrubbed text. Nothing selected: no review."""
+    from pipeline import review as stage
+
+    return stage.prepare(_ctx(partner_id, run_id))
+
+
+@task(trigger_rule="none_failed")  # also when the review was not required (skipped approval)
+def review_apply(partner_id: str, run_id: str | None = None) -> dict[str, Any]:
+    """**review.apply**: Approve publishes; Reject (or no answer before the timeout) quarantines every file of
+    the run with the reviewer's reason and name (reason ``review_rejected``)."""
+    from pipeline import review as stage
+
+    answer = get_current_context()["ti"].xcom_pull(task_ids="review.approve")
+    out = stage.apply(_ctx(partner_id, run_id), answer)
+    log.info("review: %s", out.get("decision"))
+    return out
 
 
 def publish_task(region: str, partner_id: str):  # noqa: ANN201
@@ -158,6 +206,15 @@ def publish_task(region: str, partner_id: str):  # noqa: ANN201
         return out
 
     return publish
+
+
+@task(trigger_rule="all_done")  # whatever failed upstream: identity maps must not outlive the run
+def sweep_identity(partner_id: str, run_id: str | None = None) -> dict[str, Any]:
+    """**sweep_identity**: delete this run's identity maps, after success or failure of any stage (the work
+    folder of a failed run stays for the next run's repair; its identities do not)."""
+    from pipeline import cleanup as stage
+
+    return stage.sweep(_ctx(partner_id, run_id))
 
 
 @task(trigger_rule="none_failed")  # also after an empty run's skipped publish

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from foundation.quarantine import Reason, quarantine_file
 from pipeline.context import RunContext, fetched, record_outcomes, timed, write_json
 from transforms.classify import Kind, classify
 
@@ -12,7 +11,10 @@ from transforms.classify import Kind, classify
 @timed
 def run(ctx: RunContext) -> dict[str, Any]:
     """Write one manifest per batch (``partner.batch_size`` files) and return the batch ids."""
+    from pipeline.checkpoints import check
+
     work = ctx.work()
+    check(ctx, "landing")  # the pull's manifest (pull -> classify boundary)
     groups: dict[str, list[str]] = {"dicom": [], "report": []}
     outcomes = []
     for rel in sorted(fetched(work)):
@@ -22,7 +24,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
             groups[kind.value].append(rel)
             continue
         code = "empty_file" if kind == Kind.EMPTY else ("missing_in_landing" if not src.exists() else "unsupported_type")
-        quarantine_file(src, ctx.quarantine, rel, Reason(code, "classify", "", ctx.run_id))
+        ctx.quarantine_file(src, rel, code, "classify")
         outcomes.append({"relpath": rel, "status": "quarantined", "reason": code, "kind": "other"})
     record_outcomes(work, "classify", outcomes)
     size = ctx.partner.batch_size

@@ -54,11 +54,29 @@ class RunContext:
         """A landed file, refused if the path escapes the partner's root."""
         return self.root.ensure_inside(self.root.landing / relpath)
 
+    def quarantine_file(self, src: Path, relpath: str, code: str, stage: str, detail: str = "") -> Path:
+        """Quarantine a landed file under its landing id, with a reason that names no raw path."""
+        from foundation.landing import landing_id
+        from foundation.quarantine import Reason, quarantine_file
+
+        return quarantine_file(src, self.quarantine, landing_id(relpath),
+                               Reason(code, stage, safe_detail(detail, relpath), self.run_id))
+
     def work(self) -> RunFolder:
         """The run folder, created and checked to be inside the partner's root."""
         self.run.create()
         self.root.ensure_inside(self.run.path)
         return self.run
+
+
+def safe_detail(detail: str, relpath: str, limit: int = 200) -> str:
+    """An error message without the raw path or any of its parts (partner paths carry names and MRNs)."""
+    import re
+
+    parts = {relpath, *Path(relpath).parts, Path(relpath).stem}
+    for part in sorted((p for p in parts if len(p) >= 3), key=len, reverse=True):
+        detail = detail.replace(part, "<file>")
+    return re.sub(r"(/[^\s:'\"]+)+", "<path>", detail)[:limit]
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -100,13 +118,26 @@ F = TypeVar("F", bound=Callable[..., dict[str, Any]])
 
 
 def timed(fn: F) -> F:
-    """Add ``seconds`` to a stage's summary (the demo prints them)."""
+    """Run a stage ``fn(ctx, ...)`` inside the enclave's rules; add ``seconds`` to its summary.
+
+    The partner's raw zone is (re)created 0700 and the stage runs with umask
+    077, so every file it writes (landing copies, identity maps, quarantined
+    originals) is readable only by the pipeline's user.
+    """
 
     @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    def wrapper(ctx: "RunContext", *args: Any, **kwargs: Any) -> dict[str, Any]:
         t0 = time.perf_counter()
-        out = fn(*args, **kwargs)
+        ctx.root.secure_raw_zone()
+        old = os.umask(0o077)
+        try:
+            out = fn(ctx, *args, **kwargs)
+        finally:
+            os.umask(old)
         out["seconds"] = round(time.perf_counter() - t0, 3)
         return out
 
     return wrapper  # type: ignore[return-value]
+
+
+stage = timed

@@ -6,6 +6,7 @@ import json
 from collections import Counter
 from typing import Any
 
+from foundation.landing import landing_id
 from foundation.partners import PartnerConfig
 from foundation.paths import PartnerRoot
 from pipeline.context import fetched, read_json
@@ -36,8 +37,16 @@ def build_ledger(partner: PartnerConfig, root: PartnerRoot, run_id: str) -> dict
         "quarantined": status.get("quarantined", 0),
         "rejected": status.get("rejected", 0),
         "by_reason": dict(Counter(o["reason"] for o in outcomes.values() if o["status"] != "published")),
-        "files": sorted(outcomes.values(), key=lambda o: o["relpath"] or ""),
+        # Files by landing id (keyed hash of the landing path): the ledger is shown on dashboards.
+        "files": sorted(({"id": landing_id(o["relpath"]), **{k: o.get(k) for k in ("status", "reason", "kind")}}
+                         for o in outcomes.values()), key=lambda f: f["id"]),
     }
+    if run.review.exists():  # the researchers' decision (no values: counts, reasons, reviewer's name)
+        ledger["review"] = {k: v for k, v in read_json(run.review).items() if k != "body"}
+    if run.verification.exists():
+        lines = [json.loads(x) for x in run.verification.read_text(encoding="utf-8").splitlines() if x]
+        ledger["verification"] = {"files": len(lines), "ocr": sum("ocr" in x["checked"] for x in lines),
+                                  "outcomes": dict(Counter(x["outcome"] for x in lines))}
     ledger["balanced"] = not missing and ledger["published"] + ledger["quarantined"] + ledger["rejected"] == pulled
     if not ledger["balanced"]:
         raise LedgerMismatch(f"{partner.id} run {run_id}: {len(missing)} pulled files have no outcome")

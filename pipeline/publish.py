@@ -1,4 +1,24 @@
-"""Stage 7: move staged DICOM and thumbnails, merge tables into the partner's store, write the ledger."""
+"""Stage: publish a run atomically: stage everything, then one commit step.
+
+1. **Refuse** unless the ledger balances (published + quarantined + rejected = pulled).
+2. **Journal, then move** the de-identified DICOM and thumbnails into
+   ``dicom/`` and ``thumbnails/`` (files named by UIDs; no table references
+   them before the commit, so no reader sees them).
+3. **Commit**: the run's rows go into the partner's tables in one
+   :meth:`transforms.parquet_store.PartnerTables.upsert`, whose snapshot file
+   is replaced by one ``rename(2)``: before it readers see the old tables,
+   after it the new ones, which reference the files of step 2. The run's
+   snapshot number is recorded just before (``commit_intent.json``): a later
+   run tells a committed run from an uncommitted one by the snapshot having
+   moved past it.
+4. **Finish** (idempotent; the next run repeats it if this one dies here):
+   ``ledger/<run>.json`` and the leak ledger, keyed accession links, landing
+   copies deleted.
+
+A crash before 3 is rolled back by the next run (:mod:`pipeline.repair`:
+journaled files no table references are removed, Parquet files no snapshot
+lists are collected); a crash after 3 is rolled forward.
+"""
 
 from __future__ import annotations
 
@@ -9,41 +29,53 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from pipeline.context import RunContext, timed, write_json
+from foundation.paths import PartnerRoot
+from pipeline.context import RunContext, read_json, stage, write_json
 from pipeline.ledger import build_ledger
+from pipeline.repair import finish_commit, is_committed, run_tag
 
 
-@timed
+@stage
 def run(ctx: RunContext) -> dict[str, Any]:
     from foundation.schema import PRIMARY_KEYS
-    from transforms.parquet_store import merge_table
+    from transforms.parquet_store import PartnerTables
 
     work = ctx.work()
     root = ctx.root
-    ledger = build_ledger(ctx.partner, root, ctx.run_id)  # refuses before anything moves
-    moved = 0
+    if not is_committed(root, work):
+        ledger = build_ledger(ctx.partner, root, ctx.run_id)  # refuses before anything moves
+        moves = _planned_moves(root, ctx)
+        write_json(work.publish_journal, {"files": [dst.relative_to(root.path).as_posix() for _s, dst in moves]})
+        for src, dst in moves:
+            if src.exists():
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(src, dst)
+        changes = {f.stem: (pq.read_table(f), PRIMARY_KEYS[f.stem]) for f in work.table_files()}
+        changes = {name: v for name, v in changes.items() if v[0].num_rows}
+        ledger["published_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        ledger["tables"] = {name: t.num_rows for name, (t, _k) in changes.items()}
+        write_json(work.staged_ledger, ledger)  # finish_commit publishes it after the commit
+        tables = PartnerTables(root.parquet)
+        write_json(work.commit_intent, {"snapshot": tables.snapshot().number})
+        tables.upsert(changes, tag=run_tag(work.run_id))  # THE commit: one atomic snapshot replace
+    finish_commit(root, work)
+    return _summary(root, ctx.run_id)
+
+
+def _planned_moves(root: PartnerRoot, ctx: RunContext) -> list[tuple[Path, Path]]:
+    work = ctx.run
+    moves: list[tuple[Path, Path]] = []
     if work.staged_dicom.exists():
         for dirpath, _dirs, names in os.walk(work.staged_dicom):
             for name in names:
                 src = Path(dirpath) / name
-                dst = root.dicom / src.relative_to(work.staged_dicom)
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(src, dst)
-                moved += 1
+                moves.append((src, root.dicom / src.relative_to(work.staged_dicom)))
     if work.thumbnails.exists():
-        for src in work.thumbnails.iterdir():
-            dst = root.thumbnails / src.name
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(src, dst)
-    counts = {}
-    for table_file in work.table_files():
-        name = table_file.stem
-        counts[name] = merge_table(root.parquet / f"{name}.parquet", pq.read_table(table_file), PRIMARY_KEYS[name])
-    if work.tables_links.exists():
-        merge_table(root.study_links, pq.read_table(work.tables_links), ("accession_key",))
-    ledger["published_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    ledger["tables"] = counts
-    ledger_file = root.ledger_file(ctx.run_id)
-    write_json(ledger_file, ledger)
-    return {"moved_dicom": moved, "tables": counts, "ledger": str(ledger_file), "parquet": str(root.parquet),
+        moves.extend((src, root.thumbnails / src.name) for src in sorted(work.thumbnails.iterdir()) if src.is_file())
+    return moves
+
+
+def _summary(root: PartnerRoot, run_id: str) -> dict[str, Any]:
+    ledger = read_json(root.ledger_file(run_id))
+    return {"tables": ledger.get("tables", {}), "ledger": str(root.ledger_file(run_id)), "parquet": str(root.parquet),
             **{k: ledger[k] for k in ("pulled", "published", "quarantined", "rejected")}}

@@ -18,6 +18,9 @@ def run(ctx: RunContext, connections: Any = None, options: Any = None) -> dict[s
     """
     from transforms.pull import pull_partner
 
+    from pipeline.repair import repair
+
+    repaired = repair(ctx.root, ctx.run_id)  # dead runs first: identity maps swept, half-publications undone
     work = ctx.work()
     data = pull_partner(ctx.partner, ctx.root, ctx.run_id, connections, options=options).to_dict()
     rejected = [
@@ -37,4 +40,5 @@ def run(ctx: RunContext, connections: Any = None, options: Any = None) -> dict[s
         _log.info("ad-hoc pull options: %s; dry run would fetch %d", ", ".join(sorted(data["options"])),
                   data.get("would_fetch", 0))
     return {"fetched": len(data.get("fetched", [])), "rejected": len(rejected), "failed": len(data.get("failed", [])),
-            "would_fetch": data.get("would_fetch", 0), "options": data.get("options", {})}
+            "would_fetch": data.get("would_fetch", 0), "options": data.get("options", {}),
+            "repaired": {k: v for k, v in repaired.items() if v}}

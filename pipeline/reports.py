@@ -15,8 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from foundation.paths import PartnerRoot
-from foundation.quarantine import Reason, quarantine_file
-from pipeline.context import RunContext, read_json, record_outcomes, timed
+from pipeline.context import RunContext, read_json, record_outcomes, timed, write_json
 from pipeline.deidentify import load_identities
 
 
@@ -36,9 +35,10 @@ def run(ctx: RunContext, batch: int) -> dict[str, Any]:
     scrubber = TextScrubber(partner.report_languages)
     hint = partner.report_languages[0] if len(partner.report_languages) == 1 else None
     rows, outcomes = [], []
+    sources: dict[str, str] = {}
 
     def refuse(rel: str, src: Path, code: str, detail: str = "") -> None:
-        quarantine_file(src, ctx.quarantine, rel, Reason(code, "reports", detail, ctx.run_id))
+        ctx.quarantine_file(src, rel, code, "reports", detail)
         outcomes.append({"relpath": rel, "status": "quarantined", "reason": code, "kind": "report"})
 
     for rel in files:
@@ -76,16 +76,22 @@ def run(ctx: RunContext, batch: int) -> dict[str, Any]:
         except Exception as exc:  # noqa: BLE001
             refuse(rel, src, "scrub_error", f"{type(exc).__name__}")
             continue
+        report_id = keyring.content_id(src.read_bytes())
+        sources[report_id] = rel
         rows.append(
             {
-                "report_id": keyring.content_id(src.read_bytes()), "study_uid": study_uid,
+                "report_id": report_id, "study_uid": study_uid,
                 "patient_token": token, "partner_id": partner.id, "language": extracted.language,
                 "source_format": extracted.source_format, "pages": extracted.pages,
                 "ocr_pages": len(extracted.ocr_pages), "text_scrubbed": result.text,
+                # Mean Tesseract confidence of OCR'd words (None: text layer): the review policy's signal.
+                "ocr_confidence": (round(sum(w.conf for w in extracted.words) / len(extracted.words), 1)
+                                   if extracted.ocr_pages and extracted.words else None),
             }
         )
         outcomes.append({"relpath": rel, "status": "published", "reason": None, "kind": "report"})
     record_outcomes(work, f"report-{batch:05d}", outcomes)
+    write_json(work.sources_file("report", batch), sources)
     if rows:
         work.rows.mkdir(exist_ok=True)
         pq.write_table(pa.Table.from_pylist(rows), work.rows_file("report", batch))

@@ -13,7 +13,10 @@ from pipeline.context import RunContext, timed
 def run(ctx: RunContext) -> dict[str, Any]:
     from transforms.tables import build_tables
 
+    from pipeline.checkpoints import check
+
     work = ctx.work()
+    check(ctx, "report_text")  # the scrubbed reports (reports -> tables boundary)
     tables = build_tables(ctx.partner, ctx.profile, work)
     work.tables.mkdir(exist_ok=True)
     for name, table in tables.items():

@@ -15,8 +15,11 @@ class GateFailed(RuntimeError):
 def run(ctx: RunContext) -> dict[str, Any]:
     from expectations.gate import validate_parquet_dir
 
+    from pipeline.checkpoints import check
+
     work = ctx.work()
     partner = ctx.partner
+    check(ctx, "labels")  # the run's labels (labels -> publish boundary); then every table
     # published_dir: reports of this run may land on studies published by earlier runs
     result = validate_parquet_dir(work.tables, partner_id=partner.id, region=partner.region, run_id=ctx.run_id,
                                   published_dir=ctx.root.parquet, max_age=ctx.profile.age_cap)

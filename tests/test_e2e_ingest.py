@@ -13,13 +13,14 @@ import re
 import unicodedata
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pydicom
 import pytest
 
+from foundation.landing import landing_id
 from foundation.partners import load_partners
-
 from foundation.paths import data_root
+from foundation.schema import TABLES
+from transforms.parquet_store import read_table
 
 pytestmark = pytest.mark.dag
 
@@ -60,7 +61,11 @@ def ingested(airflow_db, session_dir):
 
 
 def _ledgers(partner) -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted(partner.root().ledger.glob("*.json"))]
+    return [json.loads(p.read_text()) for p in sorted(partner.root().ledger.glob("*.json"), key=lambda p: p.stat().st_mtime)]
+
+
+def _table(partner, name: str) -> list[dict]:
+    return read_table(partner.root().parquet, name, TABLES[name]).to_pylist()
 
 
 def test_partner_dags_succeed(ingested):
@@ -81,7 +86,7 @@ def test_every_pulled_file_is_accounted_for(ingested):
         # every planted fault is refused, with a reason file beside it in quarantine
         for fault in (f for f in truth["faults"] if f["partner"] == partner.id):
             rel = fault["path"].split("/", 1)[1]
-            outcome = next(o for o in ledger["files"] if o["relpath"] == rel)
+            outcome = next(o for o in ledger["files"] if o["id"] == landing_id(rel))
             allowed = {"quarantined", "rejected"} | ({"published"} if "published_scrubbed" in fault["expected"] else set())
             assert outcome["status"] in allowed, fault
         reasons = list(partner.root().quarantine.rglob("*.reason.json"))
@@ -115,11 +120,11 @@ def test_no_planted_phi_survives_in_published_dicom_or_parquet(ingested):
             header = path.read_bytes()[: 64 * 1024]
             assert not find(long_terms, fold(header.decode("latin-1"))), path
             assert not find(long_terms, fold(header.decode("utf-8", "ignore"))), path
-        for table in root.parquet.glob("*.parquet"):
-            rows = pq.read_table(table).to_pylist()
+        for table in TABLES:
+            rows = _table(partner, table)
             # partner_id names the partner on purpose (customers filter by it); every other value is checked
             text = fold(" | ".join(str(v) for r in rows for k, v in r.items() if isinstance(v, str) and k != "partner_id"))
-            assert not find(terms, text), table.name
+            assert not find(terms, text), table
         for thumb in (root.path / "thumbnails").glob("*"):
             assert not find(long_terms, fold(thumb.read_bytes().decode("latin-1"))), thumb
 
@@ -131,7 +136,7 @@ def test_outputs_are_valid_dicom_with_unchanged_pixels(ingested):
         if f["kind"] == "dicom" and f.get("sha256"):
             by_sha.setdefault(f["partner"], []).append(rel)
     for partner in load_partners():
-        instances = pq.read_table(partner.root().parquet / "instances.parquet").to_pylist()
+        instances = _table(partner, "instances")
         assert instances
         unchanged = [i for i in instances if not i["pixels_modified"]]
         assert unchanged
@@ -159,15 +164,15 @@ def test_patients_seen_at_both_partners_share_a_token(ingested):
     assert truth["shared_patients"]
     tokens = {}
     for partner in load_partners():
-        tokens[partner.id] = {r["patient_token"] for r in pq.read_table(partner.root().parquet / "patients.parquet").to_pylist()}
+        tokens[partner.id] = {r["patient_token"] for r in _table(partner, "patients")}
     a, b = tokens.values()
     assert a & b, "no patient linked across partners"
 
 
 def test_reports_are_linked_scrubbed_and_published(ingested):
     for partner in load_partners():
-        reports = pq.read_table(partner.root().parquet / "reports.parquet").to_pylist()
-        studies = {r["study_uid"] for r in pq.read_table(partner.root().parquet / "studies.parquet").to_pylist()}
+        reports = _table(partner, "reports")
+        studies = {r["study_uid"] for r in _table(partner, "studies")}
         assert reports, partner.id
         assert all(r["study_uid"] in studies for r in reports)
 
@@ -176,13 +181,13 @@ def test_rerunning_publishes_no_duplicates(ingested):
     from synth.airflow_run import run_dag
 
     partner = load_partners()[0]
-    before = {t.stem: pq.read_table(t).num_rows for t in partner.root().parquet.glob("*.parquet")}
+    before = {name: len(_table(partner, name)) for name in TABLES}
     run = run_dag(partner.dag_id)
     assert run.state == "success"
-    after = {t.stem: pq.read_table(t).num_rows for t in partner.root().parquet.glob("*.parquet")}
+    after = {name: len(_table(partner, name)) for name in TABLES}
     assert after == before
     for name in ("instances", "studies", "series"):
-        table = pq.read_table(partner.root().parquet / f"{name}.parquet").to_pylist()
+        table = _table(partner, name)
         key = {"instances": "sop_uid", "studies": "study_uid", "series": "series_uid"}[name]
         assert len({r[key] for r in table}) == len(table)
 
@@ -213,3 +218,114 @@ def test_linking_dags_give_one_timeline_across_partners(ingested):
         con = duckdb.connect(str(data_root() / region / "store" / "consolidated.duckdb"), read_only=True)
         assert {r[0] for r in con.execute("select distinct region from studies").fetchall()} == {region}
         con.close()
+
+
+# -- the enclave (issue 11.1): nothing identifying outside the partners' raw zones -------------------------
+
+RAW_ZONE = {"landing", "work", "quarantine", "state"}
+
+
+def _planted(truth: dict) -> tuple[set[str], set[str]]:
+    """Folded PHI terms of every planted value, and the raw partner paths (names and MRNs in folder names)."""
+    values = [v for f in truth["files"].values() for v in f.get("phi", [])]
+    terms = {t for t in phi_terms(values) if not t.replace(" ", "").isdigit() or len(t.replace(" ", "")) >= 6}
+    paths = {rel.split("/", 1)[1] for rel in truth["files"] if "/" in rel}
+    return terms, {p for p in paths if "/" in p}
+
+
+def _hits(terms: set[str], paths: set[str], raw: bytes) -> list[str]:
+    text = raw.decode("utf-8", "ignore")
+    found = [p for p in paths if p in text]
+    return found + find(terms, fold(text))
+
+
+def _outside_raw_zone() -> list[Path]:
+    """Every file under the data root that is not in a partner's raw zone or the generator's input."""
+    base = data_root()
+    out = []
+    for p in base.rglob("*"):
+        rel = p.relative_to(base).parts
+        if not p.is_file() or rel[0] == "incoming":
+            continue
+        if len(rel) > 4 and rel[1] == "partners" and rel[3] in RAW_ZONE and not p.name.endswith(".reason.json"):
+            continue  # raw zone (quarantine reason files are checked: they are shown on dashboards)
+        out.append(p)
+    return out
+
+
+def test_no_planted_phi_outside_the_raw_zone(ingested):
+    """Every planted value searched in the Airflow metadata DB (every table, XCom included), the task logs,
+    ledgers, leak ledgers, reason files, Data Docs, published files and the regions' stores: none found."""
+    import os
+    import sqlite3
+
+    truth, _runs = ingested
+    terms, paths = _planted(truth)
+    assert terms and paths
+    home = Path(os.environ["AIRFLOW_HOME"])
+    db = sqlite3.connect(str(home / "airflow.db"))
+    leaks = []
+    tables = [r[0] for r in db.execute("select name from sqlite_master where type='table'")]
+    for table in tables:
+        for row in db.execute(f'select * from "{table}"'):
+            blob = " | ".join(v.decode("utf-8", "ignore") if isinstance(v, bytes) else str(v) for v in row if v is not None)
+            leaks += [f"db:{table}: {h}" for h in _hits(terms, paths, blob.encode())]
+    db.close()
+    assert "xcom" in tables
+    for log in (home / "logs").rglob("*") if (home / "logs").exists() else []:
+        if log.is_file():
+            leaks += [f"log:{log.name}: {h}" for h in _hits(terms, paths, log.read_bytes())]
+    files = _outside_raw_zone()
+    assert any(f.suffix == ".parquet" for f in files) and any(f.suffix == ".dcm" for f in files)
+    assert any(f.name.endswith(".reason.json") for f in files) and any(f.name.endswith(".jsonl") for f in files)
+    for f in files:
+        if f.suffix in (".dcm", ".png", ".duckdb", ".parquet", ".gif", ".ico"):
+            data = f.read_bytes()  # binary: names and long IDs as bytes (short numbers occur by chance)
+            long_terms = {t for t in terms if not t.replace(" ", "").isdigit() or len(t.replace(" ", "")) >= 8}
+            leaks += [f"{f.name}: {h}" for h in find(long_terms, fold(data.decode("latin-1"))) if len(h) >= 5]
+            leaks += [f"{f.name}: path" for p in paths if p.encode() in data]
+        else:
+            leaks += [f"{f.relative_to(data_root())}: {h}" for h in _hits(terms, paths, f.read_bytes())]
+    assert not leaks, leaks[:20]
+
+
+def test_raw_zone_is_private_and_holds_no_identity_map(ingested):
+    for partner in load_partners():
+        root = partner.root()
+        for name in RAW_ZONE:
+            assert (root.path / name).stat().st_mode & 0o077 == 0, name
+        for p in root.quarantine.rglob("*"):
+            assert "/" not in p.relative_to(root.quarantine).as_posix().split("/", 1)[-1]  # <run>/<landing id>
+            if p.is_file() and not p.name.endswith(".reason.json"):
+                assert p.name.startswith("L"), p.name
+                assert p.stat().st_mode & 0o077 == 0
+        assert not list(root.path.rglob("identity"))
+
+
+def test_cleanup_xcom_lists_no_path(ingested):
+    _truth, runs = ingested
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        for pid, run in runs.items():
+            rows = session.query(XComModel).filter(XComModel.run_id == run.run_id, XComModel.task_id == "cleanup").all()
+            assert rows, pid
+            for r in rows:
+                value = json.dumps(r.value, default=str)
+                assert "/" not in value and "landing_deleted" in value, value
+
+
+def test_every_output_has_a_leak_ledger_line(ingested):
+    for partner in load_partners():
+        root = partner.root()
+        ledger = _ledgers(partner)[0]
+        lines = [json.loads(x) for f in root.ledger.glob("*.verification.jsonl") for x in f.read_text().splitlines()]
+        files = {ln["file"] for ln in lines}
+        for inst in _table(partner, "instances"):
+            assert inst["path"] in files
+        assert all(set(ln) >= {"file", "kind", "checked", "classes", "outcome"} for ln in lines)
+        assert any("ocr" in ln["checked"] for ln in lines)
+        assert ledger["verification"]["files"] >= len(_table(partner, "instances"))
+        index = root.reports / ledger["run_id"].replace(":", "_").replace("+", "_") / "index.html"
+        assert "landing" in index.read_text() and "deid_metadata" in index.read_text()

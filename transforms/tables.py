@@ -105,9 +105,6 @@ def build_tables(partner: PartnerConfig, profile: Profile, work: RunFolder) -> d
              "sex": r["sex"], "birth_decade": decade},
         )
 
-    # A report may land on a study published in an earlier run; labels follow it.
-    _write_links(work)
-
     data = {
         "patients": list(patients.values()),
         "studies": studies,
@@ -119,8 +116,11 @@ def build_tables(partner: PartnerConfig, profile: Profile, work: RunFolder) -> d
     return {name: pa.Table.from_pylist(rows, schema=TABLES[name]) for name, rows in data.items()}
 
 
-def _write_links(work: RunFolder) -> None:
-    """Keyed accession -> study, kept in the partner's state for reports arriving later."""
+def write_links(work: RunFolder) -> int:
+    """Keyed accession -> study, kept in the partner's state for reports arriving later.
+
+    Read from the identity maps, so it runs before they are swept (pipeline/verify.py).
+    """
     keyring = Keyring.from_env()
     rows = []
     for p in work.identity_files():
@@ -131,3 +131,4 @@ def _write_links(work: RunFolder) -> None:
                          "patient_token": entry["patient_token"]})
     if rows:
         pq.write_table(pa.Table.from_pylist(rows), work.tables_links)
+    return len(rows)
