@@ -19,7 +19,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from labelling.config import LANGUAGES, LabellingConfigError, data_dir, load_yaml, require
-from labelling.text import Document, fold, fold_phrase
+from labelling.text import Document, PhraseIndex, fold, fold_phrase
 
 GROUPS = ("status", "nature", "finding", "inflammatory", "congenital", "score")
 # Concepts whose positive mention makes a study abnormal.
@@ -104,6 +104,21 @@ class Vocabulary:
     concepts: dict[str, Concept]
     scores: dict[str, dict]
     path: Path
+    _plain: PhraseIndex | None = None  # plain synonyms, one pass over the words (labelling.text.PhraseIndex)
+    _plain_chest: PhraseIndex | None = None
+
+    def _indexes(self) -> tuple[PhraseIndex, PhraseIndex]:
+        if self._plain is None:
+            plain, chest = PhraseIndex(), PhraseIndex()
+            for c in self.concepts.values():
+                for idx, syns in ((plain, c.synonyms), (chest, c.chest_terms)):
+                    for s in syns:
+                        if not s.term.startswith("re:"):
+                            idx.add(fold(s.term).split(), (c.id, s.implies), plural_last=True)
+            plain.finish()
+            chest.finish()
+            self._plain, self._plain_chest = plain, chest
+        return self._plain, self._plain_chest
 
     @classmethod
     def load(cls, path: Path | None = None) -> "Vocabulary":
@@ -153,9 +168,15 @@ class Vocabulary:
         name a pleural effusion.
         """
         found: list[tuple[int, int, str, tuple[str, ...]]] = []
+        plain, chest_idx = self._indexes()
+        for idx in (plain, chest_idx) if chest else (plain,):
+            for start, end, (cid, implies) in idx.find(doc):
+                found.append((start, end, cid, implies))
         for c in self.concepts.values():
             syns = c.synonyms + (c.chest_terms if chest else [])
             for s in syns:
+                if not s.term.startswith("re:"):
+                    continue
                 for m in s.pattern.finditer(doc.folded):
                     if m.end() == m.start():
                         continue

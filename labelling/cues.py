@@ -16,7 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from labelling.config import LANGUAGES, LabellingConfigError, data_dir, load_yaml
-from labelling.text import Document, fold_phrase
+from labelling.text import Document, PhraseIndex, fold_phrase
 
 NEGSPACY_KEYS = ("pseudo_negations", "preceding_negations", "following_negations", "termination")
 # Cue kinds: what a cue does to the mentions in its scope.
@@ -62,18 +62,13 @@ class Cue:
 class CueSet:
     language: str
     lists: dict[str, list[str]]  # category -> folded phrases
-    pattern: re.Pattern[str]
+    index: PhraseIndex
     kind: dict[str, str]  # folded phrase -> kind
     source: str
 
     def find(self, doc: Document) -> list[Cue]:
         """Cues in the report, leftmost-longest, non-overlapping."""
-        out = []
-        for m in self.pattern.finditer(doc.folded):
-            kind = self.kind.get(_squash(m.group(0)))
-            if kind is not None:  # always found: the pattern is built from these keys
-                out.append(Cue(m.group(0), kind, m.start(), m.end()))
-        return out
+        return [Cue(doc.folded[s:e], kind, s, e) for s, e, kind in self.index.find(doc)]
 
 
 def _squash(s: str) -> str:
@@ -92,11 +87,6 @@ def _strings(raw: object, where: str) -> list[str]:
     if not isinstance(raw, list) or not all(isinstance(p, str) for p in raw):
         raise LabellingConfigError(f"{where}: expected a list of strings (quote yes/no/on/off)")
     return raw
-
-
-def _phrase_regex(phrase: str) -> str:
-    words = re.findall(r"[^\W_]+", phrase)
-    return r"(?<!\w)" + r"[\s\-/]+".join(re.escape(w) for w in words) + r"(?!\w)"
 
 
 def build(language: str, spec: dict, where: str) -> CueSet:
@@ -139,9 +129,11 @@ def build(language: str, spec: dict, where: str) -> CueSet:
         if len(same) > 1:
             first = "<" + first.strip("<>") + ">"
         kind[key] = first
-    phrases = sorted(kind, key=lambda p: (-len(p), p))
-    pattern = re.compile("|".join(_phrase_regex(p) for p in phrases))
-    return CueSet(language, lists, pattern, kind, source)
+    index = PhraseIndex()
+    for phrase, k in kind.items():
+        index.add(phrase.split(), k)
+    index.finish()
+    return CueSet(language, lists, index, kind, source)
 
 
 @dataclass
