@@ -198,7 +198,7 @@ def publish_task(region: str, partner_id: str):  # noqa: ANN201
             log.info("run summary: nothing new was pulled; nothing to publish (no asset event)")
             raise AirflowSkipException("empty run: nothing new was pulled")
         try:
-            out = stage.run(ctx)
+            out = stage.run(ctx, airflow_connections)
         except LedgerMismatch as exc:
             raise AirflowFailException(str(exc)) from exc
         log.info("run summary: pulled %s, published %s, quarantined %s, rejected %s",

@@ -14,6 +14,9 @@
 4. **Finish** (idempotent; the next run repeats it if this one dies here):
    ``ledger/<run>.json`` and the leak ledger, keyed accession links, landing
    copies deleted.
+5. **Replicate** to the region's object storage when ``include/regions.yaml``
+   gives it one (:mod:`transforms.region_storage`: snapshot last, residency
+   checked on every write).
 
 A crash before 3 is rolled back by the next run (:mod:`pipeline.repair`:
 journaled files no table references are removed, Parquet files no snapshot
@@ -36,7 +39,7 @@ from pipeline.repair import finish_commit, is_committed, run_tag
 
 
 @stage
-def run(ctx: RunContext) -> dict[str, Any]:
+def run(ctx: RunContext, connections: Any = None) -> dict[str, Any]:
     from foundation.schema import PRIMARY_KEYS
     from transforms.parquet_store import PartnerTables
 
@@ -59,7 +62,21 @@ def run(ctx: RunContext) -> dict[str, Any]:
         write_json(work.commit_intent, {"snapshot": tables.snapshot().number})
         tables.upsert(changes, tag=run_tag(work.run_id))  # THE commit: one atomic snapshot replace
     finish_commit(root, work)
-    return _summary(root, ctx.run_id)
+    summary = _summary(root, ctx.run_id)
+    summary["replicated"] = _replicate(ctx, connections)
+    return summary
+
+
+def _replicate(ctx: RunContext, connections: Any) -> dict[str, int]:
+    """Copy the committed publication to the region's object storage, if it has one (residency:
+    only the partner's own region root, with the region's own connection)."""
+    from transforms.region_storage import region_storage, replicate
+    from transforms.sources.base import env_connection_resolver
+
+    storage = region_storage(ctx.partner.region)
+    if not storage.remote:
+        return {"copied": 0, "removed": 0}
+    return replicate(ctx.root.path, storage, ctx.partner.id, connections or env_connection_resolver)
 
 
 def _planned_moves(root: PartnerRoot, ctx: RunContext) -> list[tuple[Path, Path]]:

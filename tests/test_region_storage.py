@@ -90,3 +90,26 @@ def test_a_region_uses_only_its_own_connection(buckets):
     with pytest.raises(LookupError):
         storages["br"].filesystem(only_co)
     assert asked == ["sta_storage_co", "sta_storage_br"]
+
+
+def test_publish_stage_replicates_with_the_regions_connection(tmp_path, s3_server, monkeypatch):
+    """pipeline.publish's last step, configured the way a deployment is: by environment."""
+    import json
+    from types import SimpleNamespace
+
+    from pipeline.publish import _replicate
+
+    bucket = s3_server.new_bucket()
+    conn = s3_server.connection("sta_storage_co")
+    monkeypatch.setenv("STA_STORAGE_CO", f"s3://{bucket}")
+    monkeypatch.setenv("AIRFLOW_CONN_STA_STORAGE_CO", json.dumps(
+        {"conn_type": "aws", "login": conn.login, "password": conn.password, "extra": conn.extra}))
+    root = tmp_path / "co" / "partners" / "p_co"
+    PartnerTables(root / "parquet").upsert({"studies": (_studies(["a"]), PRIMARY_KEYS["studies"])})
+    ctx = SimpleNamespace(partner=SimpleNamespace(region="co", id="p_co"), root=SimpleNamespace(path=root))
+    assert _replicate(ctx, None)["copied"] == 1
+    keys = [o["Key"] for o in s3_server.client().list_objects_v2(Bucket=bucket)["Contents"]]
+    assert any(k.startswith("co/partners/p_co/parquet/studies/") for k in keys)
+    assert "co/partners/p_co/parquet/_snapshot.json" in keys
+    monkeypatch.delenv("STA_STORAGE_CO")
+    assert _replicate(ctx, None) == {"copied": 0, "removed": 0}  # the embedded default stays local
