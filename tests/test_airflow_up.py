@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -132,3 +133,127 @@ def test_make_up_on_other_ports_runs_a_triggered_dag_and_stops_everything(tmp_pa
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+# -- the partner DAG as an operator sees it (dag.test runs, DagBag) -------------------------------
+OPS_PID = "ops_paulista_br"  # the generator's smaller partner: 5 files, 3 of them faults
+
+
+@pytest.fixture(scope="module")
+def ops_runs(tmp_path_factory: pytest.TempPathFactory, airflow_db: None) -> dict:
+    """One partner with the generator's planted faults, ingested twice through Airflow (the second run is empty)."""
+    base = tmp_path_factory.mktemp("ops")
+    data, partners = base / "data", base / "partners"
+    partners.mkdir()
+    src = (PROJECT / "include" / "partners" / "hospital_paulista_br.yaml").read_text(encoding="utf-8")
+    (partners / f"{OPS_PID}.yaml").write_text(src.replace("id: hospital_paulista_br", f"id: {OPS_PID}"))
+    saved = {k: os.environ.get(k) for k in ("STA_DATA_ROOT", "STA_PARTNERS_DIR", "STA_RETRY_DELAY_SECONDS")}
+    os.environ["STA_DATA_ROOT"], os.environ["STA_PARTNERS_DIR"] = str(data), str(partners)
+    os.environ["STA_RETRY_DELAY_SECONDS"] = "1"
+    try:
+        from synth import generate
+        from synth.airflow_run import run_dag
+
+        generate(data / "incoming", 2, 3)
+        truth = json.loads((data / "incoming" / "truth.json").read_text(encoding="utf-8"))
+        first = run_dag(f"ingest_{OPS_PID}")
+        second = run_dag(f"ingest_{OPS_PID}")  # e.g. a manual trigger right after the scheduled run
+        yield {"first": first, "second": second, "truth": truth, "data": data}
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _states(run) -> dict[str, str]:  # noqa: ANN001
+    return {t.task_id: t.state for t in run.tasks if t.map_index < 0}
+
+
+def _asset_events(name: str) -> int:
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+
+    with create_session() as s:
+        return s.query(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id).filter(
+            AssetModel.name == name).count()
+
+
+def _task_logs(run) -> dict[str, str]:  # noqa: ANN001
+    base = Path(os.environ["AIRFLOW_HOME"]) / "logs" / f"dag_id={run.dag_id}" / f"run_id={run.run_id}"
+    return {p.relative_to(base).as_posix(): p.read_text(encoding="utf-8") for p in base.rglob("*.log")}
+
+
+def test_a_run_after_a_run_finds_nothing_and_neither_publishes_nor_emits(ops_runs: dict) -> None:
+    first, second = ops_runs["first"], ops_runs["second"]
+    assert first.state == "success" and _states(first)["publish"] == "success", _states(first)
+    assert second.state == "success", _states(second)
+    assert _states(second)["publish"] == "skipped" and _states(second)["cleanup"] == "success"
+    assert _asset_events(f"published_{OPS_PID}") == 1  # only the run that published
+
+
+def test_runs_never_overlap(ops_runs: dict) -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    from foundation.partners import get_partner
+    from transforms.pull import _exclusive, pull_partner
+    from transforms.sources.base import SourceError
+
+    dag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"]).dags[f"ingest_{OPS_PID}"]
+    assert (dag.max_active_runs, dag.catchup) == (1, False)
+    partner = get_partner(OPS_PID)
+    root = partner.root()
+    lock = next(root.state.glob("sync-*.sqlite")).parent / ".pull.lock"
+    with _exclusive(lock, OPS_PID), pytest.raises(SourceError, match="another pull"):
+        pull_partner(partner, root, "concurrent")  # a second pull waits for no one: it refuses
+
+
+def test_task_logs_say_what_happened_to_each_file_and_hold_no_phi(ops_runs: dict) -> None:
+    first = ops_runs["first"]
+    logs = _task_logs(first)
+    assert {"task_id=pull/attempt=1.log", "task_id=publish/attempt=1.log"} <= set(logs), sorted(logs)
+    events = [json.loads(line) for text in logs.values() for line in text.splitlines() if line.strip()]
+    per_file = [e["event"] for e in events if e["event"].startswith("file L")]
+    ledger = json.loads(next((ops_runs["data"] / "br" / "partners" / OPS_PID / "ledger").glob("*.json")).read_text())
+    pulled = [e for e in per_file if " pulled " in e]
+    assert len(pulled) == ledger["pulled"] - ledger["rejected"]
+    outcomes = [e for e in per_file if " pulled " not in e]
+    quarantined = [e for e in outcomes if " quarantined " in e]
+    assert len(quarantined) == ledger["quarantined"] >= 2
+    assert all(re.fullmatch(r"file L[0-9a-f]{20}(\.\w+)? \w+ [\w-]+ \(\w+\)", e) for e in outcomes), outcomes[:5]
+    assert any("run summary: pulled" in e["event"] for e in events)
+    assert not [e for e in events if e["logger"].startswith(("great_expectations", "presidio")) and
+                e["level"] in ("info", "debug")]
+    everything = "\n".join(logs.values())
+    phi = {v for v in ops_runs["truth"]["phi_values"] if len(v) >= 5}
+    assert phi and not [v for v in phi if v in everything]
+
+
+def test_demo_task_logs_are_served_by_the_api(ops_runs: dict) -> None:
+    from airflow.api_fastapi.app import create_app
+    from fastapi.testclient import TestClient
+
+    first = ops_runs["first"]
+    client = TestClient(create_app(apps="core"))
+    url = f"/api/v2/dags/{first.dag_id}/dagRuns/{first.run_id}/taskInstances/publish/logs/1"
+    resp = client.get(url, headers={"Accept": "application/json"})
+    assert resp.status_code == 200, resp.text[:300]
+    assert "run summary" in resp.text and "Log file not found" not in resp.text
+
+
+def test_a_bad_partner_file_breaks_only_its_own_dag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    for pid in ("good_co", "other_br"):
+        (tmp_path / f"{pid}.yaml").write_text(PARTNER_YAML.format(pid=pid).replace(
+            "country: co\nregion: co", "country: br\nregion: br" if pid.endswith("br") else "country: co\nregion: co"))
+    (tmp_path / "broken_co.yaml").write_text(PARTNER_YAML.format(pid="broken_co").replace("type: folder", "type: ftp"))
+    monkeypatch.setenv("STA_PARTNERS_DIR", str(tmp_path))
+    bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
+    assert {"ingest_good_co", "ingest_other_br", "link_co", "link_br"} <= set(bag.dags)
+    assert "ingest_broken_co" not in bag.dags
+    [(path, error)] = bag.import_errors.items()
+    assert path.endswith("partner_config_errors.py")
+    assert "broken_co.yaml" in error and "source.type" in error
+
