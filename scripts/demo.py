@@ -102,6 +102,13 @@ def main() -> int:
         say(f"  parquet:    {root.parquet}")
         say(f"  quarantine: {root.quarantine}")
         say("  stage seconds: " + ", ".join(f"{k} {v}" for k, v in run.stage_seconds().items()))
+        try:  # labelling clusters and a few labels with their evidence (issue 13)
+            from labelling.summary import published_summary
+
+            for line in published_summary(root.parquet):
+                say("  " + line)
+        except Exception as exc:  # noqa: BLE001 - the run's figures above stand on their own
+            say(f"  labels summary not available: {type(exc).__name__}")
 
     say("\n[4/4] linking patients across partners and searching")
     try:
