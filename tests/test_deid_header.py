@@ -190,3 +190,23 @@ def test_clean_graphics_removes_overlays_curves_icons_and_annotation_text(tmp_pa
             assert "QUINTERO" not in str(t.get("UnformattedTextValue", "")).upper()
     codes = {i.CodeValue for i in out.DeidentificationMethodCodeSequence}
     assert ("113103" in codes) == clean_graphics
+
+
+def test_an_encapsulated_pdf_is_published_readable_and_scrubbed(tmp_path):
+    """Encapsulated PDF (PS3.3 A.45): the document is scrubbed and kept, never emptied or copied as is."""
+    documents = pytest.importorskip("anonymization.documents")
+    pdf = documents.write_pdf(["Informe de MUÑOZ PÉREZ ANA LUCÍA, documento 52318907.\nNódulo de 8 mm en lóbulo superior."])
+    ds = hospital_ct(SOPClassUID="1.2.840.10008.5.1.4.1.1.104.1", Modality="DOC")
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    for kw in ("Rows", "Columns", "BitsAllocated", "BitsStored", "HighBit", "PixelRepresentation", "SamplesPerPixel",
+               "PhotometricInterpretation", "PixelData"):
+        delattr(ds, kw)
+    ds.MIMETypeOfEncapsulatedDocument = "application/pdf"
+    ds.EncapsulatedDocument = pdf + (b"\x00" if len(pdf) & 1 else b"")
+    deid = build_deidentifier(DeidSettings("latam", clean_pixels=False), KEY)
+    result = deid.deidentify_file(save(ds, tmp_path / "doc.dcm"), tmp_path / "out")
+    out = pydicom.dcmread(result.output)
+    assert out.MIMETypeOfEncapsulatedDocument == "application/pdf"
+    text = " ".join(documents.pdf_pages(bytes(out.EncapsulatedDocument)))
+    assert "Nódulo de 8 mm" in text  # readable
+    assert "52318907" not in text and "MUÑOZ" not in text.upper() and "MUNOZ" not in text.upper()

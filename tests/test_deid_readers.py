@@ -306,6 +306,7 @@ def test_a_private_element_with_an_odd_length_does_not_break_re_encoding(tmp_pat
 
     deid = build_deidentifier(DeidSettings("latam", clean_pixels=False), KEY)
     deid.pixel_cleaner = cleaner
+    deid.stream_pixels = None  # the decode-whole-and-re-encode path (big endian, deflate, no streaming cleaner)
     result = deid.deidentify_file(path, tmp_path / "out")
     assert cleaned and result.pixels_modified
     out = pydicom.dcmread(result.output)

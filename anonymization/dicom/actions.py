@@ -26,6 +26,7 @@ from typing import Any
 
 from pydicom.uid import UID_dictionary
 
+from anonymization.dicom.errors import Quarantine
 from anonymization.dicom.header import PIXEL_TAGS
 from anonymization.dicom_dates import parse_da, shift_da, shift_da_tm, shift_dt, shift_tm
 from anonymization.dicom_elements import Node, creator_map, encodings_of, keyword, text_node
@@ -45,6 +46,7 @@ CODED_KEYWORDS = frozenset({"CodeValue", "CodingSchemeDesignator", "CodingScheme
                             "SpecificCharacterSet"})
 # Attributes the de-identifier writes itself (their values are never original PHI).
 OWN_TAGS = frozenset({0x00100010, 0x00100020, 0x00120062, 0x00120063, 0x00120064, 0x00280303, 0x00101010})
+ENCAPSULATED_DOCUMENT = 0x00420011
 _NUMBERISH = re.compile(r"\d{5,}|\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4}")
 
 _DUMMY_BY_VR = {
@@ -232,6 +234,9 @@ class Actions:
             if tag in PIXEL_TAGS:
                 out.append(n)
                 continue
+            if tag == ENCAPSULATED_DOCUMENT:
+                out.append(self._document(n, nodes, ident))
+                continue
             if tag == 0x00080005 and n.values is not None:
                 encodings = encodings_of(n.values if len(n.values) > 1 else n.values[0])
             rule = rule_of(tag, vr)
@@ -315,6 +320,26 @@ class Actions:
         if not changed:
             return n
         return text_node(n.tag, vr, values, encodings)
+
+    def _document(self, n: Node, siblings: list[Node], ident: PatientIdentity) -> Node:
+        """An encapsulated PDF/CDA (PS3.3 A.45): scrubbed by the document module and kept readable,
+        or the file is refused with the module's reason; never published empty or verbatim."""
+        try:
+            from anonymization.documents import scrub_document
+        except ImportError as exc:
+            raise Quarantine("document_unscrubbable", "no document scrubber installed") from exc
+        mime = next((s.text() for s in siblings if s.tag == 0x00420012 and s.values is not None), "")
+        try:
+            data, _mime = scrub_document(n.raw or b"", mime, sorted(ident.phi.raw), self.scrubber.languages,
+                                         ident.offset.days)
+        except Exception as exc:  # noqa: BLE001 - DocumentError carries a stable reason
+            raise Quarantine(str(getattr(exc, "reason", "") or "document_unscrubbable"),
+                             f"encapsulated document: {type(exc).__name__}") from exc
+        if not data.strip():
+            raise Quarantine("document_no_text", "encapsulated document empty after scrubbing")
+        if len(data) & 1:
+            data += b"\x00"
+        return Node(n.tag, n.vr, data, None, None, n.wvr)
 
     def _keep_private(self, n: Node, creators: dict[int, str]) -> bool:
         if not (self.profile.options.retain_safe_private and self.profile.safe_private):

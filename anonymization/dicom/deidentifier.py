@@ -18,6 +18,7 @@ Every failure raises :class:`Quarantine` with a machine-readable reason.
 from __future__ import annotations
 
 import io
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
@@ -33,7 +34,9 @@ from anonymization.dicom.errors import Quarantine
 from anonymization.dicom.header import Header, HeaderView
 from anonymization.dicom.readers import ReaderName, read_header, read_pydicom
 from anonymization.dicom.writer import PixelFilter, pixel_span, to_little_endian, write_file
-from anonymization.dicom_elements import BadElement, Node, encodings_of, file_meta, keyword, write_nodes
+from anonymization.dicom_elements import (
+    BINARY_NUMBERS, BadElement, Node, encodings_of, file_meta, keyword, text_node, write_nodes,
+)
 from anonymization.identity import PatientIdentity, add_element_phi, read_identity, study_date
 from anonymization.keys import Keyring
 from anonymization.phi_scan import PhiSet
@@ -119,6 +122,7 @@ class Deidentifier:
         self.pixel_filter = pixel_filter
         self.languages = languages
         self.scan_pixel_bytes = _scan_pixels_fn()
+        self.stream_pixels = _stream_pixels_available()  # frame-by-frame cleaning (pixel module)
         self._actions: dict[str, Actions] = {}
 
     @property
@@ -148,10 +152,58 @@ class Deidentifier:
             view = header.view()
             profile = self.profiles.choose(view)
             act = self.actions_for(profile)
-            at_risk = self._at_risk(header, view, profile)
-            if at_risk or not header.streamable:
-                return self._in_memory(src, header, dst_dir, relpath, act, clean_pixels=at_risk)
+            risk = self._at_risk(header, view, profile)
+            if risk and header.streamable and header.pixels and self.pixel_cleaner is not None and \
+                    self.stream_pixels is not None:
+                return self._stream_cleaned(header, fp, size, dst_dir, relpath, act)
+            if risk or not header.streamable:
+                return self._in_memory(src, header, dst_dir, relpath, act, clean_pixels=bool(risk))
+            if getattr(risk, "audit", False) and header.pixels and self.stream_pixels is not None and \
+                    self.pixel_cleaner is not None:
+                self._audit(header, fp, size, act)
             return self._write(header, fp, size, dst_dir, relpath, act, pixels_modified=False)
+
+    def _pixel_module(self) -> tuple[Any, Any]:
+        from anonymization import pixel_stream
+
+        settings = pixel_stream.PixelSettings(languages=self.languages)
+        return pixel_stream, settings
+
+    def _audit(self, header: Header, fp: BinaryIO, size: int, act: Actions) -> None:
+        """The sampled OCR audit of pixels the rule called safe (pixel module; a hit quarantines)."""
+        module, settings = self._pixel_module()
+        span = pixel_span(fp, header.end, size, header.implicit)
+        if span is None:
+            return
+        ident = self.identify(header.nodes, act.profile)
+        try:
+            module.audit_pixel_element(fp, span, header.view(), sorted(ident.phi.raw), settings, header.transfer_syntax)
+        except Exception as exc:  # noqa: BLE001 - PixelCleanError carries the reason
+            raise Quarantine(str(getattr(exc, "reason", "") or "burned_in_text_audit"),
+                             f"pixel audit: {type(exc).__name__}") from exc
+
+    def _stream_cleaned(self, header: Header, fp: BinaryIO, size: int, dst_dir: Path, relpath: str | None,
+                        act: Actions) -> DeidResult:
+        """At-risk pixels cleaned frame by frame from the file (memory ~ a few frames, issue 10.6)."""
+        module, settings = self._pixel_module()
+        span = pixel_span(fp, header.end, size, header.implicit)
+        if span is None:
+            raise Quarantine("unreadable_pixel_data", "no pixel data element where the header ends")
+        ident = self.identify(header.nodes, act.profile)
+        try:
+            cleaned = module.clean_pixel_element(fp, span, header.view(), sorted(ident.phi.raw), settings,
+                                                 header.transfer_syntax)
+        except Exception as exc:  # noqa: BLE001 - PixelCleanError carries the reason
+            raise Quarantine(str(getattr(exc, "reason", "") or "burned_in_text"),
+                             f"pixels could not be cleared: {type(exc).__name__}") from exc
+        try:
+            nodes = _updated(header.nodes, cleaned.updates, cleaned.removals)
+            header = Header(nodes, header.end, header.implicit, cleaned.transfer_syntax or header.transfer_syntax,
+                            header.media_class, header.pixels, header.reader, header.streamable)
+            return self._write(header, fp, size, dst_dir, relpath, act, pixels_modified=True,
+                               pixel_source=cleaned.write, span=span)
+        finally:
+            cleaned.close()
 
     def _pixel_check(self, phi: PhiSet) -> Callable[[Path, Any], None] | None:
         """The final scan of the written pixel bytes for the input's strong values (issue 10.3)."""
@@ -223,8 +275,10 @@ class Deidentifier:
         return self._write(again, buf, size, dst_dir, relpath, act, pixels_modified=modified)
 
     def _write(self, header: Header, fp: BinaryIO, size: int, dst_dir: Path, relpath: str | None, act: Actions,
-               *, pixels_modified: bool) -> DeidResult:
-        span = pixel_span(fp, header.end, size, header.implicit)
+               *, pixels_modified: bool, pixel_source: Callable[[BinaryIO], int] | None = None,
+               span: Any = None) -> DeidResult:
+        if span is None:
+            span = pixel_span(fp, header.end, size, header.implicit)
         nodes = header.nodes
         ident = self.identify(nodes, act.profile)
         top = HeaderView(nodes)
@@ -256,11 +310,11 @@ class Deidentifier:
 
         out = Path(dst_dir) / (relpath or f"{study}/{series}/{sop}.dcm")
         pixel_filter = None
-        if self.pixel_filter is not None and not pixels_modified:
+        if self.pixel_filter is not None and pixel_source is None:
             filt = self.pixel_filter
             pixel_filter = lambda src_fp, sp, dst_fp: filt(src_fp, sp, top, dst_fp)  # noqa: E731
         written, digest, rewritten = write_file(out, header_bytes, fp, span, checksum=self.checksum, pixel_filter=pixel_filter,
-                                     check=self._pixel_check(ident.phi))
+                                     check=self._pixel_check(ident.phi), pixel_source=pixel_source)
         rows, cols = _int(top.get("Rows")), _int(top.get("Columns"))
         frames = _i(info["NumberOfFrames"]) or (1 if rows else None)
         capped = act.profile.age_cap is not None and ident.age is not None and ident.age >= act.profile.age_cap
@@ -292,6 +346,36 @@ class Deidentifier:
             identity=ident,
             profile=act.profile.name,
         )
+
+
+def _stream_pixels_available() -> bool | None:
+    try:
+        from anonymization import pixel_stream  # noqa: F401 - deid-pixels (DEID_INTERFACES.md 2)
+    except ImportError:
+        return None
+    return True
+
+
+def _updated(nodes: list[Node], updates: dict[str, str], removals: list[str]) -> list[Node]:
+    """Header values the pixel module changed (BurnedInAnnotation, PhotometricInterpretation ...)."""
+    from pydicom.datadict import dictionary_VR, tag_for_keyword
+
+    by_tag = {n.tag: n for n in nodes}
+    for kw in removals or []:
+        tag = tag_for_keyword(kw)
+        if tag is not None:
+            by_tag.pop(int(tag), None)
+    for kw, value in (updates or {}).items():
+        tag = tag_for_keyword(kw)
+        if tag is None or kw == "TransferSyntaxUID":
+            continue
+        vr = dictionary_VR(tag).split(" or ")[0]
+        if vr in BINARY_NUMBERS:
+            fmt = BINARY_NUMBERS[vr]
+            by_tag[int(tag)] = Node(int(tag), vr, struct.pack("<" + fmt, int(value)))
+        else:
+            by_tag[int(tag)] = text_node(int(tag), vr, str(value).split("\\"))
+    return sorted(by_tag.values(), key=lambda n: n.tag)
 
 
 def _scan_pixels_fn() -> Callable[..., bool] | None:

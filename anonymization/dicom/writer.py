@@ -89,6 +89,7 @@ def write_file(
     out: Path, header_bytes: bytes, src: BinaryIO, span: PixelSpan | None, *, checksum: bool,
     pixel_filter: PixelFilter | None = None,
     check: Callable[[Path, "PixelSpan | None"], None] | None = None,
+    pixel_source: Callable[[BinaryIO], int] | None = None,
 ) -> tuple[int, str, bool]:
     """Write header + pixel element to ``out`` atomically; returns (bytes written, sha256 or '',
     whether the pixel filter rewrote the pixel element).
@@ -105,7 +106,21 @@ def write_file(
     try:
         with tmp.open("wb") as out_fp:
             out_fp.write(header_bytes)
-            if span is not None:
+            if pixel_source is not None:  # a cleaned pixel element (spooled by the pixel module)
+                out_fp.flush()
+                start = out_fp.tell()
+                written += pixel_source(out_fp)
+                filtered = written
+                if digest is not None:
+                    out_fp.flush()
+                    with tmp.open("rb") as back:
+                        back.seek(start)
+                        while chunk := back.read(CHUNK):
+                            digest.update(chunk)
+                if span is not None:
+                    span = PixelSpan(span.offset, written - len(header_bytes), span.header_len, span.encapsulated,
+                                     span.tag)
+            elif span is not None:
                 out_fp.flush()
                 if pixel_filter is not None:
                     start = out_fp.tell()
