@@ -102,6 +102,7 @@ class Settings(BaseModel):
     history_flat_ratio: tuple[float, float]
     recurrent_min_orders: int
     recurrent_window_days: int
+    history_few_ratio: tuple[float, float] = (0.14, 7.0)
 
     def z_threshold(self, atc: str | None) -> float:
         """Longest ATC prefix wins ('N03' before 'N'), else the default."""

@@ -215,8 +215,16 @@ def history(n: Normalised, prior: list[tuple[date, float, bool]], catalogue: Cat
     window = [(d, v, p) for d, v, p in prior if when - timedelta(days=s.recurrent_window_days) <= d <= when]
     permanent = n.order.permanent or any(p for _, _, p in window)
     if len(window) < s.recurrent_min_orders and not (permanent and window):
-        return Check("history", "skip", None,
-                     f"not recurrent ({len(window)} prior orders in {s.recurrent_window_days} days)")
+        why = f"not recurrent ({len(window)} prior orders in {s.recurrent_window_days} days)"
+        if window:
+            few = sum(v for _, v, _ in window) / len(window)
+            r = n.daily_dose / few if few > 0 else float("inf")
+            lo, hi = s.history_few_ratio
+            if not (lo <= r <= hi):
+                return Check("history", "anomaly", r,
+                             f"{why}, but {fmt(n.daily_dose, n.dose_unit)}/day is {r:.2g}x the recent "
+                             f"{fmt(few, n.dose_unit)}/day (outside [{lo:g}, {hi:g}])")
+        return Check("history", "skip", None, why)
     doses = [v for _, v, _ in window]
     latest = max(window, key=lambda x: x[0])[1]
     mean = sum(doses) / len(doses)
