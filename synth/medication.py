@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import threading
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -429,7 +430,113 @@ def demo_summary(workdir: Path | str, patients: int = 300, seed: int = 7, say=pr
     result = score([d.as_dict() for d in decisions], truth)
     say(f"  caught per planted kind: " + ", ".join(f"{k} {v['caught']}/{v['n']}" for k, v in result["per_kind"].items()))
     say(f"  precision {result['precision']}, false positives {result['false_positives']} of {result['orders']} orders")
+    result["store"] = str(store.dir)
     return result
+
+
+def demo_workflow(store_dir: Path | str, say=print, answer: str = "Confirm") -> dict[str, str]:  # noqa: ANN001
+    """Three orders through the ``medication_order`` DAG (``dag.test()``): one clean, one rejected, one
+    anomalous that the prescriber answers (``answer``) through Airflow's REST API, as a person would in
+    Required Actions. E-mail goes to an aiosmtpd server on loopback, the plan check to ``PlanServer``.
+
+    Needs the Airflow metadata DB migrated (``make demo`` does it before the partner DAGs) and a store
+    with a history and a model (``demo_summary`` makes one).
+    """
+    import email
+    import email.policy
+    import socket
+
+    from aiosmtpd.controller import Controller
+
+    class Box:
+        def __init__(self) -> None:
+            self.messages: list = []
+
+        async def handle_DATA(self, server, session, envelope):  # noqa: ANN001, ANN201, N802
+            self.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
+            return "250 OK"
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    box = Box()
+    smtp = Controller(box, hostname="127.0.0.1", port=port)
+    smtp.start()
+    saved = {k: os.environ.get(k) for k in ("STA_RX_STORE", "AIRFLOW_CONN_SMTP_DEFAULT", "AIRFLOW_CONN_HEALTH_PLAN_API")}
+    results: dict[str, str] = {}
+    try:
+        with PlanServer() as plan:
+            os.environ["STA_RX_STORE"] = str(Path(store_dir).resolve())
+            os.environ["AIRFLOW_CONN_SMTP_DEFAULT"] = json.dumps(
+                {"conn_type": "smtp", "host": "127.0.0.1", "port": port,
+                 "extra": {"disable_tls": True, "disable_ssl": True, "from_email": "STA Rx <rx@sta.demo>"}})
+            os.environ["AIRFLOW_CONN_HEALTH_PLAN_API"] = json.dumps(
+                {"conn_type": "http", "host": "127.0.0.1", "port": int(plan.url.rsplit(":", 1)[1]), "schema": "http"})
+            base = {"patient_id": "DEMO-P1", "age": 41, "sex": "F", "weight_kg": 66, "diagnosis": "J02.9",
+                    "drug": "amoxicilina", "unit": "mg", "frequency_per_day": 3, "duration_days": 7,
+                    "date": "2025-09-01", "prescriber_id": "DR-001", "patient_email": "demo.patient@example.org"}
+            cases = [("DEMO-OK", {**base, "dose": 500}, None),
+                     ("DEMO-REJECT", {**base, "dose": 500, "unit": "mcg"}, None),
+                     ("DEMO-ANOMALY", {**base, "dose": 2000}, answer)]
+            for oid, order, reply in cases:
+                state, tasks = _demo_run({"order": {**order, "order_id": oid}}, reply)
+                results[oid] = state
+                say(f"  medication_order {oid}: run {state}; " + ", ".join(f"{t}={st}" for t, st in tasks))
+            say(f"  e-mails sent: {len(box.messages)} (" + "; ".join(m["Subject"] for m in box.messages) + ")")
+            say(f"  health-plan API asked {len(plan.requests)} time(s)")
+    finally:
+        smtp.stop()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return results
+
+
+def _demo_run(conf: dict, reply: str | None) -> tuple[str, list[tuple[str, str]]]:
+    import time as _time
+
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(Path(__file__).resolve().parent.parent / "dags" / "medication_order.py"))
+    dag = bag.dags["medication_order"]
+    stop = threading.Event()
+
+    def answer() -> None:
+        from fastapi.testclient import TestClient
+
+        from airflow.api_fastapi.app import create_app
+
+        client = TestClient(create_app(apps="core"))
+        deadline = _time.monotonic() + 120
+        while not stop.is_set() and _time.monotonic() < deadline:
+            r = client.get("/api/v2/dags/~/dagRuns/~/hitlDetails", params={"response_received": False})
+            pending = [h for h in r.json().get("hitl_details", []) if h["task_instance"]["dag_id"] == dag.dag_id]
+            if pending:
+                ti = pending[0]["task_instance"]
+                _time.sleep(1.0)
+                client.patch(f"/api/v2/dags/{dag.dag_id}/dagRuns/{ti['dag_run_id']}/taskInstances/{ti['task_id']}/"
+                             f"{ti['map_index']}/hitlDetails", json={"chosen_options": [reply], "params_input": {}})
+                return
+            _time.sleep(0.5)
+
+    thread = threading.Thread(target=answer, daemon=True) if reply else None
+    if thread:
+        os.environ.setdefault("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", "True")
+        thread.start()
+    try:
+        dr = dag.test(run_conf=conf)
+    finally:
+        stop.set()
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        tis = session.query(TaskInstance).filter(TaskInstance.dag_id == dag.dag_id,
+                                                 TaskInstance.run_id == dr.run_id).all()
+        ran = [(t.task_id, str(t.state)) for t in tis if str(t.state) == "success" and t.task_id != "end"]
+    return str(dr.state), ran
 
 
 def main(argv: list[str] | None = None) -> int:
