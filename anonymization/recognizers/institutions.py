@@ -29,13 +29,19 @@ ACRONYM_AFTER_NAME_RE = re.compile(
 _CAPW = r"[A-Z][\w&'’.®-]*"
 # "(Vibracina 100, Pfizer, Madrid)" / "(Tobradex, Alcon Cusí)": the company part.
 MAKER_RE = re.compile(
-    rf"\((?:[^()\n,]{{1,60}}),[ \t]*(?P<v>{_CAPW}(?:[ \t]+(?:y|&|and)?[ \t]*{_CAPW}){{0,3}})[ \t]*(?:,[ \t]*(?P<place>[A-Z][^()\n,]{{1,40}}))?\)"
+    rf"\((?:[^()\n,;]{{1,60}})[,;][ \t]*(?P<v>{_CAPW}(?:[ \t]+(?:y|&|and)?[ \t]*{_CAPW}){{0,3}})[ \t]*(?:,[ \t]*(?P<place>[A-Z][^()\n,]{{1,40}}))?\)"
+)
+
+
+# "McGhan Medical Corporation", "KCI Clinic Spain SL", "Laboratorios Cinfa S.A.": a company by its legal form.
+COMPANY_RE = re.compile(
+    rf"(?<![\w])(?:{_CAPW}[ \t]+){{1,4}}(?:S\.\s?A\.|S\.\s?L\.|SA|SL|SLU|S\.A\.U\.|Inc\.?|Ltd\.?|Ltda\.?|GmbH|AG|LLC|Corporation|Corp\.|Company|Pharma|Pharmaceuticals|Laboratories)(?![\w])"
 )
 
 
 def find_institutions(text: str, language: str = "es") -> list[Span]:
     from anonymization.recognizers.lexicon import common_words
-    from anonymization.recognizers.places import _fold
+    from anonymization.recognizers.places import _fold, gazetteer
 
     out: list[Span] = []
     for m in ACRONYM_AFTER_NAME_RE.finditer(text):
@@ -44,7 +50,9 @@ def find_institutions(text: str, language: str = "es") -> list[Span]:
     for m in MAKER_RE.finditer(text):
         v = m.group("v")
         toks = re.findall(r"[^\W\d_]+", v)
-        if not toks or all(_fold(t) in words for t in toks) or any(c.isdigit() for c in v):
+        if not toks or all(_fold(t) in words for t in toks) or any(c.isdigit() for c in v) or v in gazetteer():
             continue
         out.append(("ORGANIZATION", m.start("v"), m.end("v"), 0.7))
+    for m in COMPANY_RE.finditer(text):
+        out.append(("ORGANIZATION", m.start(), m.end(), 0.7))
     return out

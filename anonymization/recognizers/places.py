@@ -149,7 +149,7 @@ _CONTEXT_AFTER = re.compile(r"^\s*(?:[,(]\s*[A-ZÁÉÍÓÚ]|\)|\s*-\s*[A-Z]{2}\b
 _NAMEWORD = r"[A-ZÁÉÍÓÚÑÂÊÔÃÕÇÀÜ][\wÁÉÍÓÚÑÂÊÔÃÕÇÀÜáéíóúñâêôãõçàü'’-]*"
 _PART = r"(?:de|del|de\s+la|de\s+las|de\s+los|la|las|los|el|da|das|do|dos|d'|l'|L'|L’|y|i|e)"
 POSTAL_PLACE_RE = re.compile(
-    rf"(?<![\w.,/-])(?:[0-9]{{5}}|[0-9]{{5}}-[0-9]{{3}}|[0-9]{{4}}-[0-9]{{3}}),?[ \t]+(?P<v>(?:L['’])?{_NAMEWORD}(?:[ \t]+(?:{_PART}[ \t]+)?(?:L['’])?{_NAMEWORD}){{0,4}})"
+    rf"(?<![\w.,/-])(?P<code>[0-9]{{5}}|[0-9]{{5}}-[0-9]{{3}}|[0-9]{{4}}-[0-9]{{3}})(?P<sep>,?[ \t]+|[.,][ \t]+|[ \t]+-[ \t]+)(?P<v>(?:L['’])?{_NAMEWORD}(?:[ \t]+(?:{_PART}[ \t]+)?(?:L['’])?{_NAMEWORD}){{0,4}})"
 )
 _LOC_LABELS = (
     r"(?:ciudad|cidade|city|municipio|munic[íi]pio|localidad|poblaci[óo]n|provincia|departamento|estado|state|comuna|cant[óo]n|bairro|barrio|"
@@ -205,8 +205,12 @@ def find_places(text: str, language: str = "es") -> list[Span]:
             continue
         out.append(("LOCATION", s, e, 0.7))
     for m in POSTAL_PLACE_RE.finditer(text):
+        if "." in m.group("sep") or "-" in m.group("sep"):
+            # "28023. Madrid" but not "recuento de 12000. Se ...": the place must not be a word.
+            if _fold(m.group("v").split()[0]) in words:
+                continue
         out.append(("LOCATION", m.start("v"), m.end("v"), 0.75))
-        out.append(("ADDRESS", m.start(), m.start("v"), 0.6))
+        out.append(("ADDRESS", m.start("code"), m.end("code"), 0.6))
     for m in UNIT_RE.finditer(text):
         out.append(("LOCATION", m.start(), m.end(), 0.75))
     for m in US_STATE_RE.finditer(text):
