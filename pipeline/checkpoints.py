@@ -86,6 +86,7 @@ def _write_index(ctx: RunContext, boundary: str, result: dict[str, Any]) -> None
         "<!doctype html><meta charset='utf-8'><title>Checkpoints</title>"
         "<h1>%s run %s: Great Expectations checkpoints</h1>"
         "<table border=1 cellpadding=4><tr><th>boundary</th><th>verdict</th><th>rows</th><th>failures</th>"
-        "<th>details</th></tr>%s</table><p><a href='gx/index.html'>GX Data Docs site</a></p>"
+        "<th>details</th></tr>%s</table><p><a href='gx/index.html'>GX Data Docs site</a>"
+        " &middot; <a href='review/review.html'>review sheet</a> (when the run had a review)</p>"
         % (html.escape(ctx.partner.id), html.escape(ctx.run_id), rows),
         encoding="utf-8")

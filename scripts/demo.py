@@ -66,7 +66,7 @@ def main() -> int:
         say(f"[1/4] sample data already in {incoming} (make clean-data to regenerate)")
 
     say("[2/4] preparing Airflow metadata DB (SQLite) ...")
-    from synth.airflow_run import ensure_db, run_dag
+    from synth.airflow_run import approve, ensure_db, run_dag
 
     ensure_db()
     say(f"[3/4] running partner DAGs through Airflow ({len(partners)} partners)")
@@ -75,7 +75,9 @@ def main() -> int:
     results = []
     for partner in partners:
         say(f"- {partner.dag_id} (queue {partner.queue}, region {partner.region})")
-        run = run_dag(partner.dag_id, progress=say)
+        # A partner whose review policy selects studies waits for a researcher (Required Actions):
+        # the demo answers Approve through Airflow's REST API, as a researcher would in the UI.
+        run = run_dag(partner.dag_id, progress=say, review=approve if partner.review.enabled else None)
         ledger = latest_ledger(partner.root()) if run.state == "success" else {}
         results.append((partner, run, ledger))
         say(f"  => {run.state} in {run.seconds:.1f}s")
@@ -98,7 +100,14 @@ def main() -> int:
             say("  quarantine reasons: " + ", ".join(f"{k}={v}" for k, v in sorted(ledger["by_reason"].items())))
         say(f"  studies {tables.get('studies', 0)}  patients {tables.get('patients', 0)}  series "
             f"{tables.get('series', 0)}  instances {tables.get('instances', 0)}  reports {tables.get('reports', 0)}"
-            f"  labels {tables.get('labels', 0)} (totals in the partner's store)")
+            f"  labels {tables.get('labels', 0)} (rows this run published)")
+        ver = ledger.get("verification") or {}
+        say(f"  verified {ver.get('files', 0)} outputs ({ver.get('ocr', 0)} OCR'd): "
+            + ", ".join(f"{k} {v}" for k, v in sorted((ver.get("outcomes") or {}).items())))
+        review = ledger.get("review") or {}
+        say(f"  review: {review.get('decision', 'not_required')}"
+            + (f" by {review['reviewer']}" if review.get("reviewer") else ""))
+        say(f"  checkpoints (Data Docs): {root.run_reports(ledger['run_id']) / 'index.html'}")
         say(f"  parquet:    {root.parquet}")
         say(f"  quarantine: {root.quarantine}")
         say("  stage seconds: " + ", ".join(f"{k} {v}" for k, v in run.stage_seconds().items()))

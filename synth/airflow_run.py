@@ -23,6 +23,9 @@ def configure_env(project_root: str) -> None:
     os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
     os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("STA_RETRY_DELAY_SECONDS", "2")
+    # The in-process API the demo answers review tasks through (never served on a port).
+    os.environ.setdefault("AIRFLOW__API_AUTH__JWT_SECRET", __import__("secrets").token_hex(64))
+    os.environ.setdefault("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", "True")
 
 
 def ensure_db() -> None:
