@@ -81,6 +81,10 @@ def test_make_up_on_other_ports_runs_a_triggered_dag_and_stops_everything(tmp_pa
     partners.mkdir()
     (data / "incoming" / "up_test_co").mkdir(parents=True)
     (partners / "up_test_co.yaml").write_text(PARTNER_YAML.format(pid="up_test_co"))
+    drop = data / "incoming" / "up_react_co"
+    drop.mkdir(parents=True)
+    (partners / "up_react_co.yaml").write_text(PARTNER_YAML.format(pid="up_react_co").replace(
+        "schedule: null", "reactive: true\nreactive_poll_seconds: 1\nreactive_stable_seconds: 1"))
     api_port, search_port = _free_port(), _free_port()
     assert 8080 not in (api_port, search_port)
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
@@ -110,6 +114,14 @@ def test_make_up_on_other_ports_runs_a_triggered_dag_and_stops_everything(tmp_pa
         state = _wait(lambda: (s := _http("GET", run_url, token=token)["state"]) in ("success", "failed") and s,
                       120, "the triggered run to finish", log)
         assert state == "success", log.read_text(errors="replace")[-3000:]
+        # a reactive partner: a file dropped in its folder starts a run through the triggerer
+        dag_url = f"{base}/api/v2/dags/ingest_up_react_co"
+        _http("PATCH", dag_url, {"is_paused": False}, token)
+        time.sleep(3)
+        (drop / "report.txt").write_text("Informe: sin hallazgos.\n")
+        runs = _wait(lambda: _http("GET", f"{dag_url}/dagRuns", token=token)["dag_runs"], 90,
+                     "a run of the reactive partner", log)
+        assert runs[0]["run_type"] == "asset_triggered", runs[0]
         # the search service answers on its own port too
         _wait(lambda: urllib.request.urlopen(f"http://127.0.0.1:{search_port}/docs", timeout=5).status == 200, 30,
               "the search service", log)
