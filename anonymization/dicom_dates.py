@@ -60,11 +60,16 @@ def shift_tm(value: str, offset: timedelta) -> str | None:
 
 
 def shift_da_tm(da: str, tm: str, offset: timedelta) -> tuple[str, str] | None:
+    """A Date and its Time: the date by the offset's days, the time by its seconds (mod 24 h).
+
+    The time never carries into the date, so the date moves exactly as the same
+    date written alone (in another element or in a report) does.
+    """
     d, t = parse_da(da), parse_tm(tm)
     if d is None or t is None:
         return None
-    dt = datetime.combine(d, t) + offset
-    return dt.strftime("%Y%m%d"), _fmt_time(dt.time(), tm)
+    shifted = shift_tm(tm, offset)
+    return shift_date(d, offset).strftime("%Y%m%d"), shifted if shifted is not None else tm
 
 
 def shift_dt(value: str, offset: timedelta) -> str | None:
@@ -75,7 +80,9 @@ def shift_dt(value: str, offset: timedelta) -> str | None:
         y, mo, d, h, mi, s = (int(m.group(i) or (1 if i in (2, 3) else 0)) for i in range(1, 7))
         frac = m.group(7) or ""
         micro = int((frac[1:] + "000000")[:6]) if frac else 0
-        dt = datetime(y, mo, d, h, mi, s, micro) + offset
+        moved = shift_date(date(y, mo, d), offset)  # days on the date, seconds on the time (no carry)
+        clock = (datetime.combine(date(2000, 1, 1), time(h, mi, s, micro)) + timedelta(seconds=offset.seconds)).time()
+        dt = datetime.combine(moved, clock)
     except ValueError:
         return None
     out = dt.strftime("%Y%m%d%H%M%S")

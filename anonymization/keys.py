@@ -95,17 +95,19 @@ class Keyring:
         return f"2.25.{n}"
 
     def time_offset(self, patient_token: str, range_days: tuple[int, int] = DATE_SHIFT_RANGE_DAYS) -> timedelta:
-        """One shift per patient, in whole days: every date of that person moves by it.
+        """One shift per patient: ``days`` for every date, ``seconds`` for every time of day.
 
-        Whole days, so a date moves the same whether or not its time is known
-        (DICOM date-only elements, Date+Time pairs, dates written in reports)
-        and intervals survive exactly; times of day are kept. One range for
-        the deployment, so a patient seen by two partners gets one offset.
+        Dates move by the whole days alone, whether or not their time is known
+        (DICOM date-only elements, Date+Time pairs, dates written in reports:
+        ``dicom_dates.shift_date``); times of day move by the seconds modulo
+        24 h, never carrying into the date. One range for the deployment, so a
+        patient seen by two partners gets one offset.
         """
         lo, hi = sorted(range_days)
         d = _mac(self.key, "date-offset", patient_token)
         days = lo + int.from_bytes(d[:4], "big") % (hi - lo + 1)
-        return timedelta(days=days)
+        seconds = int.from_bytes(d[4:8], "big") % 86400
+        return timedelta(days=days, seconds=seconds)
 
     def content_id(self, data: bytes) -> str:
         """Keyed id of raw content (reports): stable, but not a hash anyone can look up."""
