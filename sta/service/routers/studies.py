@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi.responses import JSONResponse
 
 from sta.service import search
 from sta.service.deps import Audit, CurrentCustomer, Regions, Stores
@@ -57,7 +58,7 @@ Filters = Annotated[search.StudyFilters, Depends(study_filters)]
     summary="Search studies with filters, facets and paging",
 )
 def search_studies(filters: Filters, customer: CurrentCustomer, regions: Regions, stores: Stores,
-                   audit: Audit) -> dict:
+                   audit: Audit) -> JSONResponse:
     audit.filters = filters.applied()
     if filters.page_size > customer.max_page_size:
         raise HTTPException(400, f"page_size above the {customer.plan} plan's limit of {customer.max_page_size}")
@@ -67,7 +68,9 @@ def search_studies(filters: Filters, customer: CurrentCustomer, regions: Regions
         raise HTTPException(400, str(exc)) from exc
     audit.result_count = out["total"]
     audit.deliver("search", out["results"])
-    return out
+    # Already the documented shape (SearchResponse): sent as is, without a
+    # second validation pass (~2 ms of a ~10 ms cached answer).
+    return JSONResponse(out)
 
 
 @router.get(

@@ -128,6 +128,15 @@ class ParsedFilters:
         self.characteristic_groups = group_values(f.characteristic, lambda v: v.partition(":")[0])
         self.words = keywords(f.q)
 
+    def key(self) -> tuple:
+        """A hashable form of everything that decides a result set (not its page)."""
+        def groups(g: dict[str, set[str]]) -> tuple:
+            return tuple(sorted((k, tuple(sorted(v))) for k, v in g.items()))
+
+        return (tuple(sorted((k, tuple(v)) for k, v in self.categorical.items())), self.age, self.dates,
+                self.thickness, groups(self.label_groups), groups(self.certainty_groups),
+                groups(self.characteristic_groups), tuple(w.lower() for w in self.words))
+
 
 _FAMILY_RE = re.compile(r"_\d+$")
 

@@ -138,6 +138,7 @@ class RegionIndex:
         # Thickness facet: per 0.5 mm (the slider's step); code 0 = unknown.
         half = np.where(np.isnan(self.thickness), 0, np.round(np.nan_to_num(self.thickness) * 2) + 1)
         self.codes["slice_thickness"] = np.minimum(half, 201).astype(np.uint16)
+        self._has_thickness = bool(np.any(~np.isnan(self.thickness)))
         self.values["slice_thickness"] = [f"{i / 2:g}" for i in range(201)]
         decade = np.where(self.age >= 0, self.age // 10 + 1, 0).astype(np.uint16)
         self.codes["age"] = decade
@@ -193,6 +194,15 @@ class RegionIndex:
         codes = self.codes[facet] if rows is None else self.codes[facet][rows]
         counts = np.bincount(codes, minlength=len(self.values[facet]) + 1)
         return {self.values[facet][i - 1]: int(c) for i, c in enumerate(counts) if i and c}
+
+    def has_values(self, facet: str) -> bool:
+        """False for a facet this store has nothing for (no characterization,
+        no slice thickness): its counts are skipped."""
+        if facet in self.lists:
+            return bool(self.lists[facet].values)
+        if facet == "slice_thickness":
+            return self._has_thickness
+        return True
 
     def list_counts(self, facet: str, rows: np.ndarray | None) -> dict[str, int]:
         return self.lists[facet].counts(rows)

@@ -71,6 +71,9 @@ def _region_search(
 
     facets: dict[str, dict[str, int]] = {}
     for facet in FACETS:
+        if not idx.has_values(facet):
+            facets[facet] = {}
+            continue
         if facet in preds:
             own = fails == (~preds[facet]).astype(np.uint8)
             if base is not None:
@@ -142,7 +145,14 @@ def search_studies(
     cur = snap.cursor()
     try:
         for r in regs:
-            n, fc, first = _region_search(cur, snap.indexes[r], pf, filters.sort, need)
+            key = (r, pf.key(), filters.sort)
+            hit = snap.cache.get(key)
+            if hit is not None and (len(hit[2]) >= need or len(hit[2]) >= hit[0]):
+                n, fc, first = hit
+            else:
+                # Ask for a little more than this page, so the next pages come from the cache too.
+                n, fc, first = _region_search(cur, snap.indexes[r], pf, filters.sort, max(need, 100))
+                snap.cache.put(key, (n, fc, first))
             total += n
             firsts[r] = first
             for f, counts in fc.items():
