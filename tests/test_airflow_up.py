@@ -269,3 +269,25 @@ def test_a_bad_partner_file_breaks_only_its_own_dag(tmp_path: Path, monkeypatch:
     assert path.endswith("partner_config_errors.py")
     assert "broken_co.yaml" in error and "source.type" in error
 
+
+
+def test_a_missing_connection_fails_the_pull_at_once_without_retries(tmp_path: Path, airflow_db: None,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    from synth.airflow_run import run_dag
+
+    (tmp_path / "nocred_co.yaml").write_text(PARTNER_YAML.format(pid="nocred_co").replace(
+        "{type: folder, path: incoming/nocred_co}", "{type: s3, conn_id: nobody_made_this, bucket: b}"))
+    monkeypatch.setenv("STA_PARTNERS_DIR", str(tmp_path))
+    monkeypatch.setenv("STA_DATA_ROOT", str(tmp_path / "data"))
+    monkeypatch.setenv("STA_RETRY_DELAY_SECONDS", "60")  # a retry would show as minutes here
+    t0 = time.monotonic()
+    run = run_dag("ingest_nocred_co")
+    assert run.state == "failed" and time.monotonic() - t0 < 60
+    with create_session() as s:
+        ti = s.query(TaskInstance).filter_by(dag_id="ingest_nocred_co", run_id=run.run_id, task_id="pull").one()
+        assert (str(ti.state), ti.try_number) == ("failed", 1)
+    logs = "\n".join(_task_logs(run).values())
+    assert "misconfiguration, not retried" in logs and "nobody_made_this" in logs
