@@ -227,9 +227,9 @@ def test_export_json_through_the_cli_is_the_same_builder(env, tmp_path, capsys):
     for t in env["rows"].values():
         for lab in t["labels"]:
             if lab["study_uid"] in by_uid:
-                assert {"label": lab["label"], "value": lab["value"]}.items() <= next(
-                    x for x in by_uid[lab["study_uid"]]["labels"] if x["label"] == lab["label"]
-                    and x["value"] == lab["value"]).items()
+                assert {"concept": lab["concept"], "certainty": lab["certainty"]}.items() <= next(
+                    x for x in by_uid[lab["study_uid"]]["labels"] if x["concept"] == lab["concept"]
+                    and x["certainty"] == lab["certainty"]).items()
         for rep in t["reports"]:
             if rep["study_uid"] in by_uid:
                 assert by_uid[rep["study_uid"]]["reports"][0]["text"] == rep["text_scrubbed"]

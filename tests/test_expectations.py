@@ -62,8 +62,8 @@ def build_run(n_studies: int = 6, series_per_study: int = 2, instances_per_serie
             )
         )  # fmt: skip
         rows["labels"].append(
-            dict(study_uid=study, partner_id=PARTNER, label="birads", value="1", confidence=0.93,
-                 model="birads-mg", model_version="0.1")
+            dict(study_uid=study, partner_id=PARTNER, concept="birads_1", certainty="positive", confidence=0.93,
+                 source="rule", model="birads-mg", model_version="0.1")
         )  # fmt: skip
         for k in range(series_per_study):
             series = _uid(s, k)
@@ -252,7 +252,8 @@ def test_an_unknown_table_is_refused(run: dict[str, pa.Table]) -> None:
     result = validate({**run, "patients_raw": run["patients"]})
 
     assert result.failures == [
-        "patients_raw: not a published table (known: patients, studies, series, instances, reports, labels)"
+        "patients_raw: not a published table (known: patients, studies, series, instances, reports, labels, "
+        "characteristics)"
     ]
 
 
@@ -265,7 +266,7 @@ def test_a_staging_folder_is_validated_from_its_parquet_files(run: dict[str, pa.
     assert result.success, result.failures
     provided = {t: s["provided"] for t, s in result.statistics["tables"].items()}
     assert provided == {"patients": True, "studies": True, "series": True, "instances": True,
-                        "reports": False, "labels": False}  # fmt: skip
+                        "reports": False, "labels": False, "characteristics": False}  # fmt: skip
 
 
 def test_a_late_report_may_refer_to_a_study_published_by_an_earlier_run(

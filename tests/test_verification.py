@@ -220,7 +220,7 @@ def test_broken_labels_stop_validate(staged):
     from pipeline import validate
 
     uid = pq.read_table(staged.run.table("studies")).column("study_uid")[0].as_py()
-    pq.write_table(pa.Table.from_pylist([{"study_uid": uid, "partner_id": PARTNER, "label": "finding", "value": "x",
+    pq.write_table(pa.Table.from_pylist([{"study_uid": uid, "partner_id": PARTNER, "concept": "x", "certainty": "positive",
                                           "confidence": 7.0, "model": "m", "model_version": "1"}],
                                         schema=TABLES["labels"]), staged.run.table("labels"))
     with pytest.raises(CheckpointFailed, match="labels.confidence"):
@@ -375,3 +375,21 @@ def test_thumbnail_outlines_redacted_regions_in_red(tmp_path):
     plain = thumbnail(tmp_path / "out.dcm", None)
     assert not ((np.asarray(Image.open(__import__("io").BytesIO(plain)).convert("RGB"))[..., 0] > 200)
                 & (np.asarray(Image.open(__import__("io").BytesIO(plain)).convert("RGB"))[..., 1] < 60)).any()
+
+
+def test_stale_identity_maps_are_swept_outside_a_run(incoming, tmp_path):
+    import time
+
+    from pipeline import classify, deidentify, pull
+    from pipeline.repair import sweep_stale_identity
+
+    ctx = _ctx(incoming, tmp_path, "r1")
+    pull.run(ctx)
+    for b in classify.run(ctx)["dicom"]:
+        deidentify.run(ctx, b)
+    assert sweep_stale_identity(ctx.root, older_than_hours=1) == 0  # a live run's maps are kept
+    old = time.time() - 2 * 3600
+    for p in ctx.run.path.rglob("*"):
+        os.utime(p, (old, old))
+    assert sweep_stale_identity(ctx.root, older_than_hours=1) > 0
+    assert not _identity_maps(ctx)
