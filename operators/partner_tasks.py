@@ -211,10 +211,15 @@ def publish_task(region: str, partner_id: str):  # noqa: ANN201
 @task(trigger_rule="all_done")  # whatever failed upstream: identity maps must not outlive the run
 def sweep_identity(partner_id: str, run_id: str | None = None) -> dict[str, Any]:
     """**sweep_identity**: delete this run's identity maps, after success or failure of any stage (the work
-    folder of a failed run stays for the next run's repair; its identities do not)."""
+    folder of a failed run stays for the next run's repair; its identities do not). Also seals the
+    quarantine so far (raw originals encrypted with the partner's key), whatever happened upstream."""
     from pipeline import cleanup as stage
+    from transforms.quarantine_admin import seal
 
-    return stage.sweep(_ctx(partner_id, run_id))
+    ctx = _ctx(partner_id, run_id)
+    out = stage.sweep(ctx)
+    out["quarantine"] = seal(ctx.partner, quarantine_key(partner_id))
+    return out
 
 
 @task(trigger_rule="none_failed")  # also after an empty run's skipped publish
