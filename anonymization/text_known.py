@@ -40,14 +40,25 @@ _ORG_WORDS = re.compile(
 )
 
 
+_FOLDED: dict[str, str] = {}
+
+
+def _fold_char(ch: str) -> str:
+    base = unicodedata.normalize("NFKD", ch)
+    base = "".join(c for c in base if not unicodedata.combining(c)) or ch
+    return (base[0].lower() or ch)[0]
+
+
 def fold(s: str) -> str:
-    """Lower-case without accents (same length as ``s`` for Latin text)."""
-    out = []
-    for ch in s:
-        base = unicodedata.normalize("NFKD", ch)
-        base = "".join(c for c in base if not unicodedata.combining(c)) or ch
-        out.append((base[0].lower() or ch)[0])
-    return "".join(out)
+    """Lower-case without accents (same length as ``s``: one character for one)."""
+    table = _FOLDED
+    try:
+        return "".join([table[ch] for ch in s])
+    except KeyError:
+        for ch in set(s):
+            if ch not in table:
+                table[ch] = _fold_char(ch)
+        return "".join([table[ch] for ch in s])
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,7 @@ from anonymization.recognizers import ENTITIES, build_recognizers
 from anonymization.recognizers.dates import find_dates, parse_date, shift_render
 from anonymization.recognizers.ids import ACCESSION_LABEL_RE, PATIENT_ID_LABEL_RE
 from anonymization.recognizers.lexicon import common_words
+from anonymization.recognizers.lexicon import fold as fold_word
 from anonymization.recognizers.names import STOP_WORDS
 from anonymization.text_known import KnownValue, classify, find_known, fold, residual
 
@@ -287,7 +288,7 @@ def _is_word_not_name(text: str, f: "Finding") -> bool:
     if not words or f.type in ("LOCATION", "ORGANIZATION") and len(words) > 1:
         return False  # "Ciudad Real", "Hospital General": a multi-word place/institution is a name
     vocab = common_words()
-    if not all(fold(w) in vocab or len(w) <= 2 for w in words):
+    if not all(fold_word(w) in vocab or len(w) <= 2 for w in words):
         return False
     return not _NAME_CONTEXT.search(text[max(0, f.start - 25) : f.start])
 
@@ -342,7 +343,7 @@ def _propagate(text: str, findings: list[Finding]) -> list[Finding]:
         if f.type in ("LOCATION", "ORGANIZATION") and f.score >= 0.7:
             v = text[f.start : f.end].strip(" .,;:()")
             words = re.findall(r"[^\W\d_]+", v)
-            if len(v) >= 3 and v[0].isupper() and "\n" not in v and not all(fold(w) in vocab for w in words):
+            if len(v) >= 3 and v[0].isupper() and "\n" not in v and not all(fold_word(w) in vocab for w in words):
                 phrases.setdefault(v, f.type)
     for v, typ in phrases.items():
         for m in re.finditer(rf"(?<![\w]){re.escape(v)}(?![\w])", text):

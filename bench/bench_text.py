@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
             res = evaluate_dir(dev, scrubber, limit=args.docs)
             ident = {k: v for k, v in res["surface_removed"].items() if v["n"] >= 5}
             row["meddocan_reports_per_s"] = res["reports_per_s"]
+            row["meddocan_reports_per_cpu_s"] = res.get("reports_per_cpu_s")
             row["meddocan_min_removed"] = min(v["recall"] for v in ident.values())
             row["meddocan_worst"] = min(ident, key=lambda k: ident[k]["recall"])
             row["meddocan_kept_words"] = res["kept_words"]
@@ -64,10 +65,10 @@ def main(argv: list[str] | None = None) -> int:
         row["generated_recall"] = {k: v["recall"] for k, v in gen["per_type"].items()}
         row["generated_kept_words"] = gen["kept_words"]
         rows.append(row)
-    print(f"{'scrubber':28} {'start s':>8} {'MEDDOCAN rep/s':>15} {'min removed':>12} {'kept words':>11} {'generated rep/s':>16}")
+    print(f"{'scrubber':28} {'start s':>8} {'MEDDOCAN rep/s':>15} {'rep/CPU-s':>10} {'min removed':>12} {'kept words':>11} {'generated rep/s':>16}")
     for r in rows:
         print(
-            f"{r['name']:28} {r['startup_s']:>8} {r.get('meddocan_reports_per_s') or '-':>15} "
+            f"{r['name']:28} {r['startup_s']:>8} {r.get('meddocan_reports_per_s') or '-':>15} {r.get('meddocan_reports_per_cpu_s') or '-':>10} "
             f"{r.get('meddocan_min_removed', '-'):>12} {r.get('meddocan_kept_words', '-'):>11} {r['generated_reports_per_s']:>16}"
         )
     for r in rows:

@@ -25,7 +25,9 @@ from pathlib import Path
 DATA = Path(__file__).resolve().parent.parent / "data"
 
 
+@lru_cache(maxsize=1 << 16)
 def fold(s: str) -> str:
+    """Lower-case without accents (words; cached)."""
     return "".join(c for c in unicodedata.normalize("NFKD", s.lower()) if not unicodedata.combining(c))
 
 

@@ -16,6 +16,7 @@ DICOM headers (``known_phi``), or by the optional NER model.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 
@@ -138,6 +139,7 @@ _CONTEXT_AFTER_RE = re.compile(
 )
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def strip_accents(s: str) -> str:
     return "".join(c for c in unicodedata.normalize("NFKD", s) if not unicodedata.combining(c))
 
@@ -159,7 +161,7 @@ def _header_value_end(text: str, start: int) -> int:
     for m in re.finditer(r"[^\s,^]+|[,^]", segment):
         tok = m.group().rstrip(".:")
         low = strip_accents(tok.lower())
-        if m.group().endswith(":") or low in {strip_accents(w) for w in STOP_WORDS} and m.start() > 0:
+        if m.group().endswith(":") or low in STOP_WORDS_FOLDED and m.start() > 0:
             break
         if not re.fullmatch(rf"[{_UP}{_LO}'’.\-]+|[,^]", m.group().rstrip(":")):
             break
