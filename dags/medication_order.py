@@ -40,7 +40,9 @@ with DAG(
     catchup=False,
     max_active_runs=16,
     tags=["medication", "seed-004"],
-    default_args={"owner": "clinical-safety", "retries": 0},
+    # a failed step is retried once (an SMTP or plan API hiccup); a bad order fails at once (see operators)
+    default_args={"owner": "clinical-safety", "retries": 1,
+                  "retry_delay": timedelta(seconds=float(os.environ.get("STA_RETRY_DELAY_SECONDS", "60")))},
     doc_md=__doc__,
 ) as dag:
     order_id = task(task_id="intake")(T.intake)()

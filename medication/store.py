@@ -51,10 +51,12 @@ HISTORY_COLUMNS = ["order_id", "patient_token", "age", "sex", "weight_kg", "diag
 
 def default_store_dir() -> Path:
     """``$STA_RX_STORE`` or ``<data root>/rx``."""
+    from foundation.paths import data_root
+
     env = os.environ.get("STA_RX_STORE")
     if env:
         return Path(env).resolve()
-    return Path(os.environ.get("STA_DATA_ROOT") or "data").resolve() / "rx"
+    return data_root() / "rx"
 
 
 def now() -> datetime:

@@ -17,6 +17,22 @@ SMTP_CONN_ID = "smtp_default"
 PLAN_CONN_ID = "health_plan_api"
 
 
+def _no_retry(fn):  # noqa: ANN001, ANN202
+    """The library's ValueError is about the order (unknown id, no prescriber e-mail): retrying can't help."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ValueError as exc:
+            from airflow.sdk.exceptions import AirflowFailException
+
+            raise AirflowFailException(str(exc)) from exc
+
+    return wrapper
+
+
 def _mail(to: str, subject: str, html: str) -> None:
     from airflow.providers.smtp.hooks.smtp import SmtpHook
 
@@ -25,6 +41,7 @@ def _mail(to: str, subject: str, html: str) -> None:
                              from_email=hook.from_email or os.environ.get("STA_MAIL_FROM", "STA Rx <rx@sta.local>"))
 
 
+@_no_retry
 def intake() -> str:
     """The run's conf -> the stored, tokenized order's id (the only thing the other tasks receive)."""
     from airflow.sdk import get_current_context
@@ -34,24 +51,28 @@ def intake() -> str:
     return take(dict(get_current_context()["dag_run"].conf or {}))
 
 
+@_no_retry
 def validate(order_id: str) -> str:
     from medication.workflow import validate as run
 
     return "history_check" if run(order_id) else "reject"
 
 
+@_no_retry
 def history_check(order_id: str) -> dict[str, Any]:
     from medication.workflow import history
 
     return history(order_id)
 
 
+@_no_retry
 def population_check(order_id: str) -> str:
     from medication.workflow import population
 
     return "notify_prescriber" if population(order_id) else "record"
 
 
+@_no_retry
 def notify_prescriber(order_id: str) -> dict[str, str]:
     from medication.workflow import prescriber_notice
 
@@ -60,24 +81,28 @@ def notify_prescriber(order_id: str) -> dict[str, str]:
     return {"order_id": order_id, "summary": msg["summary"]}
 
 
+@_no_retry
 def apply_review(order_id: str, response: dict[str, Any] | None) -> str:
     from medication.workflow import apply_review as apply
 
     return apply(order_id, response)
 
 
+@_no_retry
 def hold(order_id: str) -> None:
     from medication.workflow import hold as run
 
     run(order_id)
 
 
+@_no_retry
 def reject(order_id: str) -> list[str]:
     from medication.workflow import reject as run
 
     return run(order_id)
 
 
+@_no_retry
 def record() -> dict[str, Any]:
     """A join (after the checks or after the review): the order id is pulled from intake rather than
     passed as an argument, which would make intake an upstream and satisfy the join's trigger rule."""
@@ -88,6 +113,7 @@ def record() -> dict[str, Any]:
     return run(get_current_context()["ti"].xcom_pull(task_ids="intake"))
 
 
+@_no_retry
 def notify_patient(order_id: str) -> bool:
     from medication.workflow import patient_notice, patient_notified
 
@@ -99,6 +125,7 @@ def notify_patient(order_id: str) -> bool:
     return True
 
 
+@_no_retry
 def health_plan_check(order_id: str) -> dict[str, Any]:
     """POST the coverage request to the plan's API (``medication.healthplan`` format)."""
     from airflow.providers.http.hooks.http import HttpHook
