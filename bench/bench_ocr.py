@@ -253,6 +253,47 @@ def bench_burned_in(files: list[tuple[Path, list[str], list[str]]], out: Path, w
     return res
 
 
+def bench_sta_deid(files: list[tuple[Path, list[str], list[str]]], out: Path, workers: int) -> dict[str, dict[str, float]]:
+    """`sta deid` (deidentify_tree, ``workers`` processes) over the at-risk files: the whole de-identifier.
+
+    Ours: the product as shipped (pixels streamed frame by frame, region-first
+    cleaner). Baseline: the same de-identifier with the former whole-frame
+    cleaner on its in-memory path (how at-risk files were processed before).
+    """
+    import shutil
+
+    import anonymization.batch as batch
+    import anonymization.dicom.deidentifier as deidentifier
+
+    src = out / "in"
+    src.mkdir(parents=True, exist_ok=True)
+    for k, (p, _, _) in enumerate(files):
+        shutil.copyfile(p, src / f"{k:04d}.dcm")
+    os.environ.setdefault("STA_SECRET_KEY", "bench-key-not-a-secret-0123456789abcdef")
+    res: dict[str, dict[str, float]] = {}
+    saved = batch.pixel_cleaner, deidentifier._stream_pixels_available
+    for engine in ("ours", "baseline"):
+        if engine == "baseline":
+            sys.path.insert(0, str(PROJECT / "bench"))
+            import wholeframe_ocr
+
+            def whole(languages=("es", "pt", "en")):
+                return lambda ds, known: wholeframe_ocr.clean_burned_in(ds, known, languages=languages)
+
+            batch.pixel_cleaner = whole  # type: ignore[assignment]
+            deidentifier._stream_pixels_available = lambda: None  # type: ignore[assignment]
+        try:
+            settings = batch.DeidSettings("latam", {}, "bench", {}, checksum=False, languages=("es",))
+            t = time.perf_counter()
+            summary = batch.deidentify_tree(src, out / f"{engine}-out", out / f"{engine}-q", settings, workers=workers)
+            wall = time.perf_counter() - t
+        finally:
+            batch.pixel_cleaner, deidentifier._stream_pixels_available = saved
+        res[engine] = {"files_per_s": len(files) / wall, "published": float(summary["published"]),
+                       "quarantined": float(summary["quarantined"])}
+    return res
+
+
 CINE_CHILD = r"""
 import json, resource, sys, time
 sys.path.insert(0, sys.argv[3])
@@ -391,6 +432,10 @@ def main(argv: list[str] | None = None) -> int:
         rows.append((f"at-risk files/s ({len(files)} files, target >= 5)", o["files_per_s"], b["files_per_s"], "whole-frame OCR"))
         rows.append(("  same, CPU-time based (machine shared)", o["files_per_cpu_s"], b["files_per_cpu_s"], "whole-frame OCR"))
         rows.append(("  files with a planted name left (must be 0)", o["files_leaking"], b["files_leaking"], "same check"))
+        r = bench_sta_deid(files, folder / "sta", args.workers)
+        o, b = r["ours"], r["baseline"]
+        rows.append((f"sta deid at-risk files/s (published {o['published']:.0f}/{len(files)})", o["files_per_s"],
+                     b["files_per_s"], f"whole-frame cleaner, published {b['published']:.0f}"))
         cines = make_cines(folder, args.cines)
         r = bench_burned_in(cines, folder / "cine_out", args.workers)
         o, b = r["ours"], r["baseline"]

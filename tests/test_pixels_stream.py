@@ -237,3 +237,48 @@ def test_unreadable_frame_quarantines_with_the_true_reason(tmp_path):
     with src.open("rb") as fp, pytest.raises(PixelCleanError) as err:
         clean_pixel_element(fp, span, ds, [NAME], PixelSettings(languages=("es",)), JPEGBaseline8Bit)
     assert err.value.reason == "unreadable_pixel_data"
+
+
+def test_colour_jpeg_ultrasound_cine_streamed_keeps_its_encoding(tmp_path):
+    """Colour ultrasound is usually JPEG Baseline YBR_FULL_422: a redacted frame is re-encoded in kind."""
+    frames = np.stack([np.array(Image.fromarray(f).convert("RGB")) for f in cine(4, name_frame=2, size=(320, 240))])
+    encoded = []
+    for f in frames:
+        buf = io.BytesIO()
+        Image.fromarray(f).save(buf, format="JPEG", quality=92, subsampling=1)
+        encoded.append(buf.getvalue())
+    ds = us_dataset(frames)
+    ds.PhotometricInterpretation = "YBR_FULL_422"
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    ds.PixelData = encapsulate(encoded)
+    ds["PixelData"].VR = "OB"
+    src, span = save(ds, tmp_path / "colour.dcm")
+    with src.open("rb") as fp:
+        out = clean_pixel_element(fp, span, ds, [NAME, PID], PixelSettings(languages=("es",)), JPEGBaseline8Bit)
+    assert out.transfer_syntax == JPEGBaseline8Bit and out.result.redacted_frames == [2]
+    assert "PhotometricInterpretation" not in out.updates  # still YBR_FULL_422 JPEG
+    buf = io.BytesIO()
+    out.write(buf)
+    out.close()
+    path = tmp_path / "out.dcm"
+    path.write_bytes(src.read_bytes()[: span.offset] + buf.getvalue())
+    back = pydicom.dcmread(path)
+    assert back.pixel_array.shape == frames.shape
+    assert leaked(ocr_all_text(back.pixel_array[2])) == []
+
+
+def test_rgb_native_planar_frames_are_cleaned_in_their_layout(tmp_path):
+    frames = np.stack([np.array(Image.fromarray(f).convert("RGB")) for f in cine(3, name_frame=1, size=(320, 240))])
+    ds = us_dataset(frames)
+    ds.PlanarConfiguration = 1
+    ds.PixelData = frames.transpose(0, 3, 1, 2).tobytes()  # colour-by-plane, as some devices write
+    src, span = save(ds, tmp_path / "planar.dcm")
+    with src.open("rb") as fp:
+        out = clean_pixel_element(fp, span, ds, [NAME, PID], PixelSettings(languages=("es",)), ExplicitVRLittleEndian)
+    assert out.result.redacted_frames == [1] and out.updates == {"BurnedInAnnotation": "NO"}
+    buf = io.BytesIO()
+    out.write(buf)
+    out.close()
+    data = np.frombuffer(buf.getvalue()[12:], np.uint8).reshape(3, 3, 240, 320).transpose(0, 2, 3, 1)
+    assert np.array_equal(data[0], frames[0]) and np.array_equal(data[2], frames[2])
+    assert leaked(ocr_all_text(data[1])) == []
