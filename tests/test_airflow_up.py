@@ -291,3 +291,24 @@ def test_a_missing_connection_fails_the_pull_at_once_without_retries(tmp_path: P
         assert (str(ti.state), ti.try_number) == ("failed", 1)
     logs = "\n".join(_task_logs(run).values())
     assert "misconfiguration, not retried" in logs and "nobody_made_this" in logs
+
+
+def test_after_a_run_the_quarantine_is_sealed_and_named_by_landing_id(ops_runs: dict) -> None:
+    from foundation.partners import get_partner
+    from transforms.quarantine_admin import list_items
+
+    saved = os.environ.get("STA_PARTNERS_DIR"), os.environ.get("STA_DATA_ROOT")
+    os.environ["STA_PARTNERS_DIR"] = str(ops_runs["data"].parent / "partners")
+    os.environ["STA_DATA_ROOT"] = str(ops_runs["data"])
+    try:
+        items = list_items([get_partner(OPS_PID)])
+    finally:
+        for k, v in zip(("STA_PARTNERS_DIR", "STA_DATA_ROOT"), saved):
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    assert len(items) >= 2 and {i.original for i in items} == {"sealed"}
+    qdir = ops_runs["data"] / "br" / "partners" / OPS_PID / "quarantine"
+    names = [p.name for p in qdir.rglob("*") if p.is_file()]
+    assert all(n.startswith(("L", "_")) for n in names), names
