@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Iterator
 
 import duckdb
-import pyarrow as pa
 
 STORE_NAME = "consolidated.duckdb"
 _REGION_RE = re.compile(r"^[a-z]{2,8}$")
@@ -95,14 +94,22 @@ def attached(stores: dict[str, Path]) -> Iterator[duckdb.DuckDBPyConnection]:
         con.close()
 
 
+def temp_list(con: duckdb.DuckDBPyConnection, name: str, columns: dict[str, list]) -> None:
+    """A temp table ``name`` of equal-length lists plus ``pos`` (their order),
+    passed as list parameters (no pandas/arrow round trip)."""
+    cols = list(columns)
+    first = cols[0]
+    selects = ", ".join(f"unnest(${i + 2}) AS {c}" for i, c in enumerate(cols))
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT (generate_subscripts($1, 1) - 1)::INTEGER AS pos, "
+                f"{selects}", [columns[first], *[columns[c] for c in cols]])
+
+
 def resolve(con: duckdb.DuckDBPyConnection, regions: list[str], study_uids: list[str]) -> list[StudyRef]:
     """The studies of ``study_uids`` found in ``regions`` (attached), in the
     order asked."""
     if not regions or not study_uids:
         return []
-    wanted_rows = pa.table({"pos": pa.array(range(len(study_uids)), pa.int32()),  # noqa: F841 - read by SQL
-                            "study_uid": pa.array(study_uids, pa.string())})
-    con.execute("CREATE OR REPLACE TEMP TABLE wanted AS SELECT * FROM wanted_rows")
+    temp_list(con, "wanted", {"study_uid": study_uids})
     union = " UNION ALL ".join(
         f"SELECT w.pos, '{r}' AS region, s.partner_id, s.study_uid FROM wanted w "
         f"JOIN st_{r}.studies s USING (study_uid)" for r in regions)

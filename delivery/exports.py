@@ -41,10 +41,10 @@ from typing import Any, BinaryIO, Callable, Iterator
 import duckdb
 
 from delivery.cards import dicom_tags
-from delivery.catalog import StudyRef, attached, entitled, inside, partner_root, resolve
+from delivery.catalog import StudyRef, attached, entitled, inside, partner_root, resolve, temp_list
 
 CHUNK = 1 << 20
-BATCH_STUDIES = 200
+BATCH_STUDIES = 2000  # per query round: each round scans the tables once (~10k rows ~0.1 s)
 FORMATS = ("json", "dicom")
 
 
@@ -225,12 +225,7 @@ def _batches(refs: list[StudyRef]) -> Iterator[tuple[str, list[StudyRef]]]:
 
 
 def _temp_batch(con: duckdb.DuckDBPyConnection, batch: list[StudyRef]) -> None:
-    import pyarrow as pa
-
-    rows = pa.table({"study_uid": [r.study_uid for r in batch],  # noqa: F841 - read by SQL
-                     "partner_id": [r.partner_id for r in batch],
-                     "pos": list(range(len(batch)))})
-    con.execute("CREATE OR REPLACE TEMP TABLE batch AS SELECT * FROM rows")
+    temp_list(con, "batch", {"study_uid": [r.study_uid for r in batch], "partner_id": [r.partner_id for r in batch]})
 
 
 def _dicts(cur: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
@@ -322,11 +317,7 @@ def _write_parquet(con: duckdb.DuckDBPyConnection, refs: list[StudyRef], sink: S
 
 
 def _temp_all(con: duckdb.DuckDBPyConnection, refs: list[StudyRef]) -> None:
-    import pyarrow as pa
-
-    rows = pa.table({"study_uid": [r.study_uid for r in refs],  # noqa: F841 - read by SQL
-                     "partner_id": [r.partner_id for r in refs]})
-    con.execute("CREATE OR REPLACE TEMP TABLE export_all AS SELECT * FROM rows")
+    temp_list(con, "export_all", {"study_uid": [r.study_uid for r in refs], "partner_id": [r.partner_id for r in refs]})
 
 
 def read_manifest(package: Path) -> dict[str, Any]:
