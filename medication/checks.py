@@ -17,7 +17,7 @@ from typing import Any
 from medication.catalogue import Catalogue, Drug, icd_category, normalise_icd
 from medication.order import Order
 from medication.resolve import Resolution, Resolver
-from medication.units import NormalDose, canonical_unit, normalise_dose
+from medication.units import NormalDose, normalise_dose, split_unit
 
 REQUIRED = ("patient", "drug", "dose", "unit", "frequency_per_day", "diagnosis")
 
@@ -92,9 +92,11 @@ def validate(order: Order, catalogue: Catalogue, resolver: Resolver,
     dx = normalise_icd(order.diagnosis) if order.diagnosis else None
     if order.diagnosis and dx is None:
         reasons.append(f"diagnosis '{order.diagnosis[:12]}' is not an ICD-10 code")
-    unit = canonical_unit(order.unit_text) if order.unit_text else None
+    unit, per_kg, per_day = split_unit(order.unit_text) if order.unit_text else (None, False, False)
     if order.unit_text and unit is None:
         reasons.append(f"unknown unit '{order.unit_text[:16]}'")
+    if per_kg and not order.weight_kg:
+        reasons.append(f"dose in {order.unit_text[:16]} needs the patient's weight")
     res = resolver.resolve(order.drug_text) if order.drug_text else None
     drug = res.drug if res else None
     key = res.key if res else ""
@@ -111,14 +113,17 @@ def validate(order: Order, catalogue: Catalogue, resolver: Resolver,
     if reasons:
         return Check("validation", "fail", None, "; ".join(reasons)), None
     assert res is not None and unit is not None and order.dose is not None and order.frequency_per_day is not None
+    amount = order.dose * (order.weight_kg if per_kg and order.weight_kg else 1.0)
     try:
         if drug is not None:
-            dose = normalise_dose(order.dose, unit, base=drug.base_unit, iu_per_mg=drug.iu_per_mg, forms=drug.forms,
+            dose = normalise_dose(amount, unit, base=drug.base_unit, iu_per_mg=drug.iu_per_mg, forms=drug.forms,
                                   strength_hint=res.strength)
         else:
-            dose = normalise_dose(order.dose, unit, strength_hint=res.strength)
+            dose = normalise_dose(amount, unit, strength_hint=res.strength)
     except ValueError as exc:
         return Check("validation", "fail", None, f"{res.key}: {exc}"), None
+    if per_day:  # the order gives the daily total: one "dose" is the total split over the day's doses
+        dose = NormalDose(dose.value / order.frequency_per_day, dose.unit, dose.converted, dose.note)
     daily = dose.value * order.frequency_per_day
     norm = Normalised(order, drug, key, res, dose, daily, dose.unit, dx or "", icd_category(dx) or "")
     if res.how == "fuzzy":

@@ -76,6 +76,26 @@ def canonical_unit(text: str | None) -> str | None:
     return _ALIASES.get(_fold(str(text)))
 
 
+_PER_KG = re.compile(r"\s*/\s*(?:kg|kilo|kilogramo|kilograma|kilogram)s?\b", re.IGNORECASE)
+_PER_DAY = re.compile(r"(?:\s*/\s*|\s+(?:por|per|al|ao|a)\s+)(?:d|dia|día|day|24\s*h|24\s*horas?)s?\s*$",
+                      re.IGNORECASE)
+
+
+def split_unit(text: str) -> tuple[str | None, bool, bool]:
+    """'mg/kg/día' -> ('mg', per_kg=True, per_day=True); 'mcg/kg' -> ('mcg', True, False); 'UI' -> ('IU', False, False).
+
+    Paediatric orders are often written per kg of body weight and sometimes as
+    a daily total; the dose is then multiplied by the weight and/or not by the
+    frequency.
+    """
+    t = str(text).strip()
+    per_day = bool(_PER_DAY.search(t))
+    t = _PER_DAY.sub("", t)
+    per_kg = bool(_PER_KG.search(t))
+    t = _PER_KG.sub("", t)
+    return canonical_unit(t), per_kg, per_day
+
+
 def dimension(unit: str) -> str:
     if unit in MASS:
         return "mass"

@@ -37,6 +37,28 @@ def test_numbers_with_decimal_commas(text, value):
     assert parse_number(text) == value
 
 
+@pytest.mark.parametrize("text,expected", [("mg/kg", ("mg", True, False)), ("mg/kg/día", ("mg", True, True)),
+                                           ("mcg/kg/dia", ("mcg", True, True)), ("UI/kg", ("IU", True, False)),
+                                           ("mg/día", ("mg", False, True)), ("mg al día", ("mg", False, True)),
+                                           ("miligramos", ("mg", False, False))])
+def test_per_kg_and_per_day_units(text, expected):
+    from medication.units import split_unit
+
+    assert split_unit(text) == expected
+
+
+def test_per_kg_order_is_dosed_by_weight():
+    from medication.checks import validate
+    from medication.order import Order
+
+    o = Order(order_id="k", patient_token="t", age=4, sex="F", weight_kg=16, diagnosis="J02", drug_text="amoxicilina",
+              dose=50, unit_text="mg/kg/día", frequency_per_day=3)
+    check, n = validate(o, CAT, Resolver(CAT))
+    assert n is not None and n.daily_dose == pytest.approx(800), check.reason
+    o2 = o.model_copy(update={"dose": 15, "unit_text": "mg/kg"})  # per dose
+    assert validate(o2, CAT, Resolver(CAT))[1].daily_dose == pytest.approx(720)
+
+
 def test_unknown_unit_and_bad_number():
     assert canonical_unit("furlongs") is None
     with pytest.raises(ValueError):
