@@ -44,7 +44,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
-from anonymization.recognizers import ENTITIES, build_recognizers
+from anonymization.recognizers import ENTITIES
+from anonymization.recognizers.presidio import build_recognizers
 from anonymization.recognizers.dates import find_dates, parse_date, shift_render
 from anonymization.recognizers.ids import ACCESSION_LABEL_RE, PATIENT_ID_LABEL_RE
 from anonymization.recognizers.lexicon import common_words

@@ -113,6 +113,10 @@ def test_residual_reports_what_could_not_be_removed() -> None:
         ("MRN: 00458812 admitted.", "00458812"),
         ("Historia clínica: HC-998877 revisada.", "HC-998877"),
         ("NIF 12345678Z en ficha.", "12345678Z"),
+        ("Clínica CNPJ 11.222.333/0001-81 conveniada.", "11.222.333/0001-81"),
+        ("Empresa 11222333000181 faturada.", "11222333000181"),
+        ("CNPJ: 11.222.333/0001-82 (dígito errado, rotulado).", "11.222.333/0001-82"),
+        ("CURP GODE561231HDFRRN09 del paciente.", "GODE561231HDFRRN09"),
     ],
 )
 def test_national_ids_and_record_numbers(scrubber: TextScrubber, text: str, secret: str) -> None:

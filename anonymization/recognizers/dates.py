@@ -252,17 +252,16 @@ def shift_date(d: dt.date, offset: dt.timedelta | int) -> dt.date | None:
 
     One function for every date of a patient, whichever file it is in: the
     report's dates move exactly as the DICOM DA values of the same patient
-    (:func:`anonymization.dicom_dates.shift_da`), so a report's reference to
+    (:func:`anonymization.dicom_dates.shift_date`), so a report's reference to
     a prior study matches that study's shifted header date.
     """
-    from anonymization.dicom_dates import shift_da
+    from anonymization.dicom_dates import shift_date as dicom_shift_date
 
     off = offset if isinstance(offset, dt.timedelta) else dt.timedelta(days=int(offset))
     try:
-        out = shift_da(d.strftime("%Y%m%d"), off)
+        return dicom_shift_date(d, off)
     except (OverflowError, ValueError):
         return None
-    return None if out is None else dt.date(int(out[:4]), int(out[4:6]), int(out[6:8]))
 
 
 def shift_render(dm: DateMatch, offset: dt.timedelta | int) -> str | None:

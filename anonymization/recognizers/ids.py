@@ -19,6 +19,18 @@ Span = tuple[str, int, int, float]  # (entity, start, end, score)
 # ---------------------------------------------------------------- checksums
 
 
+def cnpj_valid(s: str) -> bool:
+    """Brazil CNPJ (companies, clinics): 14 digits, two mod-11 check digits (weights 5..2,9..2 and 6..2,9..2)."""
+    d = [int(c) for c in re.sub(r"\D", "", s)]
+    if len(d) != 14 or len(set(d)) == 1:
+        return False
+    for n, weights in ((12, [5, 4, 3, 2, 9, 8, 7, 6, 5, 4, 3, 2]), (13, [6, 5, 4, 3, 2, 9, 8, 7, 6, 5, 4, 3, 2])):
+        r = sum(a * b for a, b in zip(d[:n], weights)) % 11
+        if d[n] != (0 if r < 2 else 11 - r):
+            return False
+    return True
+
+
 def cpf_valid(s: str) -> bool:
     """Brazil CPF: 11 digits, two mod-11 check digits (Receita Federal)."""
     d = [int(c) for c in re.sub(r"\D", "", s)]
@@ -99,6 +111,9 @@ def ssn_plausible(s: str) -> bool:
 _NB = r"(?<![\w.\-/])"  # not glued to a preceding word/number
 _NA = r"(?![\w\-/]|\.\d)"  # not glued to a following one
 
+CNPJ_RE = re.compile(_NB + r"\d{2}\.?\d{3}\.?\d{3}/?\d{4}-?\d{2}" + _NA)
+# Mexico's CURP: 4 letters, birth date, sex, state, 3 consonants, a check pair.
+CURP_RE = re.compile(r"(?<![\w])[A-Z]{4}\d{6}[HM][A-Z]{5}[A-Z0-9]\d(?![\w])")
 CPF_RE = re.compile(_NB + r"\d{3}\.?\d{3}\.?\d{3}[-.\s]?\d{2}" + _NA)
 RUT_RE = re.compile(_NB + r"\d{1,2}\.?\d{3}\.?\d{3}-?[\dkK]" + r"(?![\w\-/])")
 CUIT_RE = re.compile(_NB + r"(?:20|23|24|27|30|33|34)-?\d{8}-?\d" + _NA)
@@ -126,7 +141,7 @@ ID_LABELS = [
     r"tarjeta\s+sanitaria", r"cip", r"n[º°o]\.?\s*col(?:egiado)?", r"colegiado", r"n[º°o]\.?\s*de\s+colegiado", r"matr[íi]cula\s+profesional",
     r"tarjeta\s+profesional", r"t\.\s?p\.?", r"registro\s+m[ée]dico", r"r\.?m\.?", r"c\.?m\.?p\.?", r"crm(?:-[a-z]{2})?", r"npi", r"license(?:\s+(?:number|no\.?))?", r"n[úu]mero\s+de\s+(?:identificaci[óo]n|documento|paciente|estudio)", r"id\s+(?:de\s+)?estudio",
     # pt
-    r"cpf", r"rg", r"cns", r"cart[ãa]o\s+(?:sus|nacional\s+de\s+sa[úu]de)", r"prontu[áa]rio", r"n[úu]mero\s+do\s+prontu[áa]rio",
+    r"cpf", r"cnpj", r"curp", r"rg", r"cns", r"cart[ãa]o\s+(?:sus|nacional\s+de\s+sa[úu]de)", r"prontu[áa]rio", r"n[úu]mero\s+do\s+prontu[áa]rio",
     r"n[úu]mero\s+de\s+acesso", r"acesso", r"n[º°o]\.?\s+(?:de\s+)?acesso", r"matr[íi]cula", r"registro\s+do\s+paciente",
     r"c[óo]digo\s+do\s+paciente", r"pedido", r"n[úu]mero\s+do\s+pedido", r"atendimento", r"n[º°o]\.?\s+(?:do\s+)?atendimento",
     r"passaporte", r"carteirinha", r"identidade", r"id\s+do\s+paciente", r"guia",
@@ -153,6 +168,11 @@ def _strip_tail(text: str, s: int, e: int) -> tuple[int, int]:
 def find_ids(text: str, language: str = "es") -> list[Span]:
     """Identifier spans: checksummed national IDs, labelled values, ID-shaped codes."""
     out: list[Span] = []
+    for m in CNPJ_RE.finditer(text):
+        if cnpj_valid(m.group()):
+            out.append(("ID", m.start(), m.end(), 1.0))
+    for m in CURP_RE.finditer(text):
+        out.append(("ID", m.start(), m.end(), 0.95))
     for m in CPF_RE.finditer(text):
         if cpf_valid(m.group()):
             out.append(("ID", m.start(), m.end(), 1.0))
