@@ -200,7 +200,7 @@ class Deidentifier:
             nodes = _updated(header.nodes, cleaned.updates, cleaned.removals)
             header = Header(nodes, header.end, header.implicit, cleaned.transfer_syntax or header.transfer_syntax,
                             header.media_class, header.pixels, header.reader, header.streamable)
-            return self._write(header, fp, size, dst_dir, relpath, act, pixels_modified=True,
+            return self._write(header, fp, size, dst_dir, relpath, act, pixels_modified=cleaned.modified,
                                pixel_source=cleaned.write, span=span)
         finally:
             cleaned.close()
@@ -223,11 +223,11 @@ class Deidentifier:
         return check
 
     @staticmethod
-    def _at_risk(header: Header, view: HeaderView, profile: Profile) -> bool:
+    def _at_risk(header: Header, view: HeaderView, profile: Profile) -> Any:
         from anonymization.pixel_risk import pixels_at_risk  # the one rule (owned by the pixel module)
 
         has_pixels = header.pixels or view.node("Rows") is not None
-        return bool(pixels_at_risk(view, profile, has_pixels=has_pixels))
+        return pixels_at_risk(view, profile, has_pixels=has_pixels)  # a RiskDecision: truthy, .audit, .reason
 
     def identify(self, nodes: list[Node], profile: Profile) -> PatientIdentity:
         """Token, offset, age and every identifying value of the header, in one walk."""
@@ -342,7 +342,7 @@ class Deidentifier:
             frames=frames,
             size_bytes=written,
             sha256=digest,
-            pixels_modified=pixels_modified or rewritten,
+            pixels_modified=pixels_modified or (rewritten and pixel_source is None),  # the filter rewrote it
             identity=ident,
             profile=act.profile.name,
         )
