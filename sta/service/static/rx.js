@@ -3,7 +3,8 @@
   const $ = (id) => document.getElementById(id);
   const keyInput = $("rx-key");
   keyInput.value = localStorage.getItem("sta_api_key") || "";
-  const fmt = (v) => (typeof v === "number" ? (Math.abs(v) >= 100 ? v.toFixed(0) : v.toPrecision(3)) : (v ?? ""));
+  const fmt = (v) => (typeof v !== "number" ? (v ?? "")
+    : Number.isInteger(v) ? String(v) : Math.abs(v) >= 100 ? v.toFixed(0) : v.toPrecision(3));
   function fill(id, rows, cols) {
     const body = document.querySelector(`#${id} tbody`);
     body.replaceChildren(...rows.map((r) => {
