@@ -345,6 +345,8 @@ function renderFacets(facets) {
     if (!box) continue;
     const counts = facets[f] || {};
     const values = new Set([...Object.keys(counts), ...state[f]]);
+    // Characterization and certainty only where the store has them.
+    if (f === "characteristic" || f === "label_certainty") box.closest("fieldset").hidden = !values.size;
     box.textContent = "";
     for (const v of values) {
       const id = `opt-${f}-${v}`.replace(/[^A-Za-z0-9_-]/g, "_");
