@@ -186,3 +186,29 @@ def test_trends_api_and_page(env):
     assert env["client"].get("/api/rx/trends/doses.svg").status_code == 401
     page = env["client"].get("/rx")
     assert page.status_code == 200 and "rx.js" in page.text
+
+
+def test_recorded_orders_become_the_patients_history(env):
+    """The workflow's steps without Airflow: three recorded orders make the drug recurrent for the patient."""
+    from medication import workflow as W
+    from medication.engine import Checker
+
+    store = env["store"]
+    checker = Checker(store, bulk=False)
+    base = {**ORDER, "patient_id": "HC-HIST", "drug": "levotiroxina", "dose": 100, "unit": "mcg", "diagnosis": "E03",
+            "frequency_per_day": 1, "duration_days": 30}
+    for i, day in enumerate(("2025-06-01", "2025-07-01", "2025-08-01")):
+        order, _ = W.take_in(checker, {**base, "order_id": f"HIST-{i}", "date": day})
+        assert W.validate(order.order_id, store)
+        W.history(order.order_id, store)
+        assert not W.population(order.order_id, store)
+        W.record(order.order_id, store)
+        assert store.get_order(order.order_id)["status"] == "recorded"
+    slip, _ = W.take_in(checker, {**base, "order_id": "HIST-SLIP", "date": "2025-09-01", "dose": "250"})
+    assert W.validate(slip.order_id, store)
+    h = W.history(slip.order_id, store)
+    assert h["result"] == "anomaly" and "over 3 orders" in h["reason"]
+    assert W.population(slip.order_id, store)  # the history's anomaly sends it to the prescriber
+    assert store.get_order("HIST-SLIP")["status"] == "awaiting_prescriber"
+    assert W.apply_review("HIST-SLIP", None, store) == W.HOLD  # no answer: held
+    assert store.get_order("HIST-SLIP")["status"] == "held"
