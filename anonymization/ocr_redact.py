@@ -91,6 +91,14 @@ def is_safe_annotation(word: str) -> bool:
     return not w or w in SAFE_WORDS or bool(_SAFE_RE.match(w)) or w.strip(".,:;") in SAFE_WORDS
 
 
+_SAFE_LONG = sorted(w for w in SAFE_WORDS if len(w) >= 2 and w.isalnum())
+
+
+def _near_safe(word: str) -> bool:
+    w = re.sub(r"[^0-9A-Z]", "", word.upper())
+    return len(w) >= 2 and any(edit1(w, s) for s in _SAFE_LONG)
+
+
 def edit1(a: str, b: str) -> bool:
     """Levenshtein distance <= 1 (OCR misreads one character)."""
     if abs(len(a) - len(b)) > 1:
@@ -250,6 +258,8 @@ class FrameCleaner:
                 out.append(k)
             elif is_safe_annotation(w.text) or self._word_height(rd, w) < MIN_TEXT_HEIGHT:
                 continue
+            elif w.conf < 85 and alnum <= 4 and _near_safe(w.text):
+                continue  # a short marker misread by one character ("Mil" for MI), and not PHI
             elif strict and (w.conf >= REDACT_CONF and alnum >= 2 or w.conf >= 85 and alnum >= 1):
                 out.append(k)
             elif not strict and w.conf >= RESIDUAL_CONF and alnum >= 3:

@@ -30,7 +30,7 @@ import numpy as np
 from scipy import ndimage
 
 #: Top-hat contrast (grey levels of 255) that makes a pixel ink.
-INK_CONTRAST = 60
+INK_CONTRAST = 45
 #: On image content (texture), only overlay ink this bright (or dark) counts.
 OVERLAY_LIGHT, OVERLAY_DARK = 200, 55
 #: Glyph height Tesseract reads best; OCR images are scaled to it.
@@ -101,10 +101,14 @@ def texture_mask(g: np.ndarray, block: int = 8) -> np.ndarray:
     med = srt[:, block * block // 2].astype(np.int16)
     mad = np.median(np.abs(blocks.astype(np.int16) - med[:, None]), axis=1)
     mid = ((blocks > 50) & (blocks < 190)).mean(axis=1)
-    content = ((mad > 8) & ((mid > 0.15) | (mad > TEXTURE_MAD))).reshape(H // block, W // block)
+    # Text on a flat field is bimodal: many pixels sit at the field's level (within 25 of the
+    # block's darkest, or of its brightest for dark text); speckle and tissue are not.
+    flat = np.maximum((blocks <= srt[:, :1] + 25).mean(axis=1), (blocks >= srt[:, -1:] - 25).mean(axis=1))
+    content = ((mad > 8) & (mid > 0.5) & (flat < 0.35)).reshape(H // block, W // block)
     neighbours = ndimage.convolve(content.astype(np.int8), np.ones((3, 3), np.int8), mode="constant") - content
-    core = content & (neighbours >= 6)
-    grown = ndimage.binary_dilation(core, structure=np.ones((3, 3), bool)) & (mad.reshape(core.shape) > 8)
+    core = content & (neighbours >= 4)
+    # The rim of an image area (half speckle, half background) is content too.
+    grown = ndimage.binary_dilation(core, structure=np.ones((3, 3), bool))
     content = core | grown
     return np.repeat(np.repeat(content, block, 0), block, 1)[:h, :w]
 
@@ -121,9 +125,9 @@ def ink_masks(g: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nda
     # ink is brighter than its field, dark ink darker, so the gaps between bright
     # glyphs and the holes of dark ones are never ink of the other polarity.
     field = ndimage.uniform_filter(g.astype(np.float32), size=31)
-    light = (white_top >= INK_CONTRAST) & (gi >= field + 40) & (~content | (g >= OVERLAY_LIGHT))
+    light = (white_top >= INK_CONTRAST) & (gi >= field + 30) & (~content | (g >= OVERLAY_LIGHT))
     # Dark ink only on a light, flat field: gaps between speckle grains are not text.
-    dark = (black_top >= INK_CONTRAST) & (gi <= field - 40) & (closed >= 128) & (field >= 120) & ~content
+    dark = (black_top >= INK_CONTRAST) & (gi <= field - 30) & (closed >= 128) & (field >= 120) & ~content
     return light, dark, white_top, black_top
 
 
