@@ -212,3 +212,30 @@ def test_recorded_orders_become_the_patients_history(env):
     assert store.get_order("HIST-SLIP")["status"] == "awaiting_prescriber"
     assert W.apply_review("HIST-SLIP", None, store) == W.HOLD  # no answer: held
     assert store.get_order("HIST-SLIP")["status"] == "held"
+
+
+def test_accepted_order_starts_a_workflow_run(env, tmp_path):
+    """With Airflow configured, the service asks for a medication_order run with the order id only."""
+    from delivery.links import LinkSigner
+    from sta.service import create_app
+    from sta.service.db import ServiceDB
+    from sta.service.search import StoreSet
+    from sta.service.settings import DeliverySettings
+
+    runs: list[tuple[str, dict]] = []
+
+    def trigger(dag_id: str, conf: dict) -> str:
+        runs.append((dag_id, conf))
+        return f"manual__{len(runs)}"
+
+    db = ServiceDB(tmp_path / "service.sqlite")
+    key = db.create_key("Hospital", "standard")[0]
+    app = create_app(StoreSet.discover(env["root"]), db,
+                     DeliverySettings(data_root=env["root"], signer=LinkSigner(b"k" * 32), trigger=trigger))
+    app.state.rx_store = env["store"]
+    with serve_in_thread(app) as url, httpx.Client(base_url=url, timeout=60) as client:
+        ok = client.post("/api/rx/orders", json={**ORDER, "order_id": "API-RUN"}, headers={"X-API-Key": key}).json()
+        bad = client.post("/api/rx/orders", json={**ORDER, "order_id": "API-NORUN", "unit": "µg"},
+                          headers={"X-API-Key": key}).json()
+    assert ok["workflow_run"] == "manual__1" and runs == [("medication_order", {"order_id": "API-RUN"})]
+    assert bad["verdict"] == "rejected" and bad["workflow_run"] is None and len(runs) == 1
