@@ -276,7 +276,7 @@ def filter_pixel_element(src_fp: BinaryIO, span: Any, view: Any, dst_fp: BinaryI
         return written
     n_frames = _int(view, "NumberOfFrames", 1) or 1
     groups = frame_fragments(src_fp, span, n_frames)
-    stripped: list[bytes] = []
+    # fragments past the declared frames, or frames in several fragments: rewritten one per frame
     changed = sum(len(g) for g in groups) != len(read_items(src_fp, span)[1]) or any(len(g) > 1 for g in groups)
     lengths: list[int] = []
     # First pass: decide and measure, one frame in memory at a time.
@@ -294,7 +294,6 @@ def filter_pixel_element(src_fp: BinaryIO, span: Any, view: Any, dst_fp: BinaryI
         for g in groups:
             yield strip_frame(read_frame(src_fp, g))
 
-    del stripped
     return write_encapsulated(dst_fp, span.tag, explicit, frames(), lengths)
 
 
