@@ -53,34 +53,50 @@ def _region_search(
 
     # fails[i]: how many filters row i fails; a facet's rows are those failing
     # none, or only that facet's own filter.
+    # fails[i]: how many filters row i fails. A facet's rows are those failing
+    # none, or only that facet's own filter, so every facet's rows lie among
+    # the candidates failing at most one: found in one pass over the index,
+    # then each facet works on the candidates only (a small set when the
+    # filters are selective).
     fails = None
     if preds:
         fails = np.zeros(idx.n, dtype=np.uint8)
         for p in preds.values():
             fails += ~p
+    own_rows: dict[str, np.ndarray] = {}
     if fails is None and base is None:
         ok = None
         total = idx.n
         rows_all = None
-    else:
-        ok = (fails == 0) if fails is not None else np.ones(idx.n, dtype=bool)
-        if base is not None:
-            ok &= base
+    elif fails is None:
+        ok = base
         rows_all = np.flatnonzero(ok)
         total = int(rows_all.size)
+    elif len(preds) == 1 and base is None:
+        # One filter: its own facet counts every row, the others count the matches.
+        (facet, p), = preds.items()
+        ok = p
+        rows_all = np.flatnonzero(ok)
+        total = int(rows_all.size)
+        own_rows[facet] = None
+    else:
+        cand = np.flatnonzero(fails <= 1) if len(preds) > 1 else np.flatnonzero(base)
+        if base is not None and len(preds) > 1:
+            cand = cand[base[cand]]
+        ok_c = fails[cand] == 0
+        rows_all = cand[ok_c]
+        total = int(rows_all.size)
+        for facet, p in preds.items():
+            own_rows[facet] = cand[ok_c | ~p[cand]]
+        ok = np.zeros(idx.n, dtype=bool)
+        ok[rows_all] = True
 
     facets: dict[str, dict[str, int]] = {}
     for facet in FACETS:
         if not idx.has_values(facet):
             facets[facet] = {}
             continue
-        if facet in preds:
-            own = fails == (~preds[facet]).astype(np.uint8)
-            if base is not None:
-                own &= base
-            rows = np.flatnonzero(own)
-        else:
-            rows = rows_all
+        rows = own_rows[facet] if facet in own_rows else rows_all
         facets[facet] = idx.list_counts(facet, rows) if facet in idx.lists else idx.facet_counts(facet, rows)
     if "age" in facets:
         facets["age"] = {f"{int(k)}-{int(k) + 9}": v for k, v in facets["age"].items()}
