@@ -15,6 +15,7 @@ import stat
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -162,7 +163,11 @@ def scan_inputs(root: Path) -> tuple[list[tuple[Path, str]], list[Outcome]]:
     """
     files: list[tuple[Path, str]] = []
     rejected: list[Outcome] = []
-    for dirpath, dirs, names in os.walk(root, followlinks=False):
+    def unreadable(err: OSError) -> None:  # a folder that cannot be listed is an input we could not read
+        if err.filename and Path(err.filename) != root:
+            rejected.append(Outcome(Path(err.filename).relative_to(root).as_posix(), "rejected", "unreadable"))
+
+    for dirpath, dirs, names in os.walk(root, followlinks=False, onerror=unreadable):
         base = Path(dirpath)
         for d in list(dirs):
             if (base / d).is_symlink():
@@ -211,9 +216,19 @@ def deidentify_tree(
         # small enough chunks that no worker idles at the end, large enough to amortise the round trip
         chunk_size = max(1, min(chunk_size, len(files) // (workers * 8) or 1))
         chunks = [files[i : i + chunk_size] for i in range(0, len(files), chunk_size)]
-        with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(settings, key)) as pool:
-            for part in pool.map(_run_chunk, [(c, str(output_dir), str(quarantine_dir), False) for c in chunks]):
-                outcomes.extend(part)
+        try:
+            with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(settings, key)) as pool:
+                for part in pool.map(_run_chunk, [(c, str(output_dir), str(quarantine_dir), False) for c in chunks]):
+                    outcomes.extend(part)
+        except BrokenProcessPool:
+            # A worker died (killed, out of memory in a native library): the files it had not
+            # reported are quarantined with that reason, so every input is still accounted for.
+            done = {o.relpath for o in outcomes}
+            for src, rel in files:
+                if rel not in done:
+                    quarantine_file(Path(src), quarantine_dir, rel, Reason("worker_crashed", "deidentify",
+                                                                          "the worker process died", ""))
+                    outcomes.append(Outcome(rel, "quarantined", "worker_crashed", "the worker process died"))
     if manifest is not None:
         write_manifest(manifest, outcomes)
     return summarise(outcomes, len(files) + len(rejected))
