@@ -121,9 +121,16 @@ class LineReader:
         return mean, words
 
     def _read_cli(self, im) -> tuple[float, list[LineWord]]:
-        from foundation.ocr import ocr_image
+        from foundation.ocr import ExtractionError, ocr_image
 
-        words = [LineWord(w.text, float(w.conf), w.box) for w in ocr_image(im, lang=self.lang, psm=7)]
+        from anonymization.ocr_redact import PixelCleanError
+
+        try:
+            found = ocr_image(im, lang=self.lang, psm=7)
+        except ExtractionError as exc:  # tesseract missing, timed out, failed: the true reason
+            raise PixelCleanError(exc.reason_code if exc.reason_code.startswith("ocr_") else "ocr_failed",
+                                  "burned-in text could not be read") from exc
+        words = [LineWord(w.text, float(w.conf), w.box) for w in found]
         mean = float(np.mean([w.conf for w in words])) if words else 0.0
         return mean, words
 

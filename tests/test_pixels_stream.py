@@ -282,3 +282,27 @@ def test_rgb_native_planar_frames_are_cleaned_in_their_layout(tmp_path):
     data = np.frombuffer(buf.getvalue()[12:], np.uint8).reshape(3, 3, 240, 320).transpose(0, 2, 3, 1)
     assert np.array_equal(data[0], frames[0]) and np.array_equal(data[2], frames[2])
     assert leaked(ocr_all_text(data[1])) == []
+
+
+def test_without_tesserocr_the_tesseract_command_reads_the_lines(monkeypatch):
+    """The C API is an accelerator: the same lines are read (slower) through the tesseract command."""
+    from anonymization import ocr_lines
+    from anonymization.ocr_redact import FrameCleaner
+
+    monkeypatch.setattr(ocr_lines, "_READERS", {})
+    monkeypatch.setattr(ocr_lines.LineReader, "__init__", _cli_only_init)
+    img = Image.fromarray(ultrasound(seed=11))
+    draw(img, (10, 8), "QUINTERO MARTINA", 18, 255)
+    frame = np.array(img)
+    cleaner = FrameCleaner([NAME, PID], ("es",))
+    assert cleaner.reader.engine == "tesseract"
+    assert cleaner.clean(frame, "MONOCHROME2", 0)
+    assert leaked(ocr_all_text(frame)) == []
+
+
+def _cli_only_init(self, lang: str = "spa") -> None:
+    import threading
+    from collections import OrderedDict
+
+    self.lang, self._local, self._cache, self._lock = lang, threading.local(), OrderedDict(), threading.Lock()
+    self.engine, self.calls = "tesseract", 0
