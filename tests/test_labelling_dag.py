@@ -133,11 +133,16 @@ def test_characterization_fields_reach_parquet_and_store(labelled):
 
     _run, _findings, tables, partner, root = labelled
     fields = Counter(r["field"] for r in tables["characteristics"])
-    for field in ("age_group", "sex", "resolution", "dimensionality", "cluster", "body_region"):
+    # From the de-identified headers (PixelSpacing, SliceThickness) and the DICOM rows.
+    for field in ("age_group", "sex", "resolution", "dimensionality", "cluster", "body_region", "pixel_spacing_mm"):
         assert fields[field] >= len(tables["studies"]) // 2, (field, fields)
     for r in tables["characteristics"]:
         assert r["source"] and 0 < r["confidence"] <= 1
+    modality = {s["study_uid"]: s["modality"] for s in tables["studies"]}
+    thick = {r["study_uid"] for r in tables["characteristics"] if r["field"] == "slice_thickness_mm"}
+    assert {u for u, m in modality.items() if m in ("CT", "MR")} <= thick
     ages = {r["value"] for r in tables["characteristics"] if r["field"] == "age_group"}
+
     assert ages <= {"neonatal", "pediatric", "adult", "geriatric"}
     consolidate_region(partner.region, root)
     con = duckdb.connect(str(store_path(partner.region, root)), read_only=True)
