@@ -181,3 +181,29 @@ def test_multi_gb_style_cine_is_processed_frame_by_frame(tmp_path):
     back = pydicom.dcmread(out, stop_before_pixels=True)
     assert back.BurnedInAnnotation == "NO" and int(back.NumberOfFrames) == n
     del resource
+
+
+def test_sampled_audit_quarantines_text_the_rule_missed_and_publishes_clean_files(tmp_path):
+    from anonymization.pixel_risk import raised_classes
+
+    deid = build_deidentifier(DeidSettings("latam", {"pixel_risk": {"audit_rate": 1.0}}, "test", {}, languages=("es",)), KEY)
+
+    def mr(frames: np.ndarray, model: str) -> Path:
+        ds = us_dataset(frames)
+        ds.Modality = "MR"
+        ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.4"
+        ds.ImageType = ["ORIGINAL", "PRIMARY"]
+        ds.Manufacturer, ds.ManufacturerModelName = "ACME", model
+        del ds.BurnedInAnnotation
+        path = tmp_path / f"{model}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        return path
+
+    with pytest.raises(Quarantine) as err:
+        deid.deidentify_file(mr(cine(5, name_frame=3), "Audit-2"), tmp_path / "out")
+    assert err.value.reason == "burned_in_text_audit"
+    assert ("MR", "ACME", "AUDIT-2", "1.2.840.10008.5.1.4.1.1.4") in raised_classes()
+    plain = np.stack([ultrasound(size=(160, 120), seed=s) for s in range(3)])
+    res = deid.deidentify_file(mr(plain, "Audit-3"), tmp_path / "out")
+    back = pydicom.dcmread(res.output)
+    assert np.array_equal(back.pixel_array, plain) and not res.pixels_modified
