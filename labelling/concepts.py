@@ -104,6 +104,7 @@ class Vocabulary:
     concepts: dict[str, Concept]
     scores: dict[str, dict]
     path: Path
+    ignore: list[str] = field(default_factory=list)  # phrases that contain a concept word but name no finding
     _plain: PhraseIndex | None = None  # plain synonyms, one pass over the words (labelling.text.PhraseIndex)
     _plain_chest: PhraseIndex | None = None
 
@@ -115,6 +116,9 @@ class Vocabulary:
                     for s in syns:
                         if not s.term.startswith("re:"):
                             idx.add(fold(s.term).split(), (c.id, s.implies), plural_last=True)
+            for phrase in self.ignore:
+                for idx in (plain, chest):
+                    idx.add(fold(phrase).split(), (None, ()), plural_last=True)
             plain.finish()
             chest.finish()
             self._plain, self._plain_chest = plain, chest
@@ -158,7 +162,10 @@ class Vocabulary:
                 for cid in s.implies:
                     if cid not in concepts:
                         raise LabellingConfigError(f"{where}: concepts.{c.id}: {s.term!r} implies unknown {cid!r}")
-        return cls(version, concepts, scores, path)
+        ignore = data.get("ignore") or []
+        if not isinstance(ignore, list) or not all(isinstance(p, str) for p in ignore):
+            raise LabellingConfigError(f"{where}: ignore: expected a list of phrases")
+        return cls(version, concepts, scores, path, [fold_phrase(p) for p in ignore])
 
     # -- matching ---------------------------------------------------------
     def mentions(self, doc: Document, chest: bool = False) -> list[Mention]:
@@ -191,8 +198,9 @@ class Vocabulary:
         for start, end, cid, implies in found:
             if start < last_end:
                 continue
-            out.append(Mention(cid, start, end, implies))
             last_end = end
+            if cid is not None:  # None: an ignored phrase, matched only to hide its words
+                out.append(Mention(cid, start, end, implies))
         return out
 
     def ids(self) -> list[str]:

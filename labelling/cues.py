@@ -30,12 +30,13 @@ KIND_OF = {
     "historical_preceding": "historical>",
     "historical_following": "<historical",
     "family": "family>",
+    "family_following": "<family",
     "hypothetical": "hypothetical>",
     "weak_termination": "weakstop",
 }
 # Explicit lists of the project beat negspacy's when one phrase is in both.
 _OWN = ("uncertain_preceding", "uncertain_following", "historical_preceding", "historical_following", "family",
-        "hypothetical", "weak_termination")
+        "family_following", "hypothetical", "weak_termination")
 
 
 @dataclass(frozen=True)
