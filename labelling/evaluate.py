@@ -4,7 +4,8 @@ Per concept: precision, recall and F1 of *positive* labels (a label counts
 when concept and certainty "positive" agree); micro-F1 over all positive
 labels; assertion accuracy: of the (report, concept) pairs both the gold
 set and the labeller name, the share with the same certainty. Figures are
-given for the dev and test splits separately (tune on dev only).
+given for the dev and test splits separately (tune on dev only), and for the
+holdout set written after the tuning was done (never tuned on).
 """
 
 from __future__ import annotations
@@ -33,10 +34,9 @@ class Report:
 def load_reports(directory: Path = EVAL_DIR) -> list[Report]:
     out: list[Report] = []
     for path in sorted(directory.glob("*.yaml")):
-        lang = path.stem
         for i, e in enumerate(yaml.safe_load(path.read_text(encoding="utf-8")) or []):
             split = e.get("split") or ("dev" if i % 2 == 0 else "test")
-            out.append(Report(e["id"], lang, split, e["text"], dict(e.get("expect") or {})))
+            out.append(Report(e["id"], e.get("language") or path.stem, split, e["text"], dict(e.get("expect") or {})))
     return out
 
 
@@ -118,6 +118,11 @@ def evaluate(reports: list[Report], labeller: Any = None) -> Scores:
     return s
 
 
+SPLITS = ("dev", "test", "holdout")
+
+
 def by_split(labeller: Any = None, directory: Path = EVAL_DIR) -> dict[str, Scores]:
+    """Scores per split: dev (tuned on), test (reported), holdout (written after tuning, reported)."""
     reports = load_reports(directory)
-    return {split: evaluate([r for r in reports if r.split == split], labeller) for split in ("dev", "test")}
+    present = [s for s in SPLITS if any(r.split == s for r in reports)]
+    return {split: evaluate([r for r in reports if r.split == split], labeller) for split in present}

@@ -181,7 +181,9 @@ class Labeller:
         findings = [lab for lab in labels.values()
                     if self.vocab.group(lab.concept) in FINDING_GROUPS or lab.concept == "malignant"]
         positive = [lab for lab in findings if lab.certainty == "positive"]
-        uncertain = [lab for lab in findings if lab.certainty == "uncertain"]
+        # A finding only asked about in the request ("descartar colecistitis") says nothing of the study.
+        uncertain = [lab for lab in findings if lab.certainty == "uncertain"
+                     and any(e.section != "indication" for e in lab.evidence)]
         explicit_abnormal = [e for c, e, _s in mentions if c == "abnormal" and e.certainty == "positive"
                              and e.section != "indication"]
         if positive or explicit_abnormal:

@@ -16,6 +16,9 @@ from labelling.config import LabellingConfigError, data_dir, load_yaml, require
 from labelling.text import Document, fold_phrase
 
 KINDS = ("findings", "impression", "indication", "history", "technique", "comparison", "recommendation")
+# Sections that are a line, not a chapter: "COMPARISON: Yesterday." followed by
+# findings without a header must not make the findings a comparison.
+ONE_LINE = ("indication", "history", "technique", "comparison")
 
 
 @dataclass(frozen=True)
@@ -56,11 +59,15 @@ class SectionSplitter:
             heads.append((m.start(), m.end(), self.kind_of[h]))
         out: list[Section] = []
         pos, kind = 0, "body"
-        for start, end, k in heads:
+        for start, end, k in [*heads, (len(doc.text), len(doc.text), "")]:
             if start > pos:
-                out.append(Section(kind, pos, start))
+                line_end = doc.text.find("\n", pos) if kind in ONE_LINE else -1
+                if 0 <= line_end < start and doc.text[line_end:start].strip():
+                    out.append(Section(kind, pos, line_end))
+                    out.append(Section("body", line_end, start))
+                else:
+                    out.append(Section(kind, pos, start))
             pos, kind = end, k
-        out.append(Section(kind, pos, len(doc.text)))
         return [s for s in out if s.end > s.start]
 
 

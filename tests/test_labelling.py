@@ -157,6 +157,8 @@ def test_evaluation_meets_targets_on_both_splits():
     from labelling.evaluate import by_split
 
     for split, scores in by_split().items():
+        if split == "holdout":
+            continue  # written after tuning: reported, not a target (see /work/notes/issue-13.md)
         assert scores.n_reports >= 75, split
         assert scores.micro()[2] >= 0.95, (split, scores.micro())
         assert scores.assertion_accuracy >= 0.95, (split, scores.assertion_accuracy)
@@ -165,7 +167,7 @@ def test_evaluation_meets_targets_on_both_splits():
 def test_evaluation_set_covers_every_certainty_in_every_language():
     from labelling.evaluate import load_reports
 
-    reports = load_reports()
+    reports = [r for r in load_reports() if r.split in ("dev", "test")]
     assert len(reports) >= 150
     for lang in ("es", "pt", "en"):
         seen = {c for r in reports if r.language == lang for c in r.expect.values()}

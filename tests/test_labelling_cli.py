@@ -74,8 +74,8 @@ def test_concepts_listing_matches_the_vocabulary(capsys):
 def test_eval_labels_prints_per_label_scores_for_both_splits(capsys):
     assert main(["eval-labels", "--json"]) == 0
     figures = json.loads(capsys.readouterr().out)
-    assert set(figures) == {"dev", "test"}
-    for split in figures.values():
+    assert {"dev", "test"} <= set(figures)
+    for split in (figures["dev"], figures["test"]):
         assert split["micro_f1"] >= 0.95 and split["assertion_accuracy"] >= 0.95
         assert {"abnormal", "fracture", "normal", "nodule"} <= set(split["per_label"])
     assert main(["eval-labels", "--split", "test"]) == 0

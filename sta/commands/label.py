@@ -41,7 +41,7 @@ def register(subparsers) -> None:  # noqa: ANN001
     p.set_defaults(func=cmd_label)
 
     e = subparsers.add_parser("eval-labels", help="precision/recall/F1 of the labeller on the hand-written set")
-    e.add_argument("--split", choices=["dev", "test", "all"], default="all")
+    e.add_argument("--split", choices=["dev", "test", "holdout", "all"], default="all")
     e.add_argument("--json", action="store_true")
     e.add_argument("--errors", action="store_true", help="also list every disagreement (dev only unless --split)")
     e.add_argument("--train", action="store_true", help="retrain the status model (python -m labelling.train) first")
@@ -133,7 +133,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         load_status_model.cache_clear()
         default_labeller.cache_clear()
     results = by_split(directory=args.data or EVAL_DIR)
-    splits = ["dev", "test"] if args.split == "all" else [args.split]
+    splits = list(results) if args.split == "all" else [args.split]
     if args.json:
         print(json.dumps({s: results[s].as_dict() for s in splits}, indent=2, ensure_ascii=False))
         return 0
