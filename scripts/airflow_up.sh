@@ -189,6 +189,18 @@ on_signal() {
 }
 trap on_signal INT TERM HUP
 : > "$PIDFILE"
+# Delivery (issue 14): the search service requests export/provisioning runs
+# through the REST API as admin; without a configured smtp_default, mail goes
+# to a local aiosmtpd that prints every message to $AIRFLOW_HOME/mail.log.
+export STA_AIRFLOW_URL=${STA_AIRFLOW_URL:-$AIRFLOW__API__BASE_URL}
+export STA_AIRFLOW_USER=${STA_AIRFLOW_USER:-admin}
+export STA_AIRFLOW_PASSWORD_FILE=${STA_AIRFLOW_PASSWORD_FILE:-$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated}
+export STA_PUBLIC_URL=${STA_PUBLIC_URL:-http://$CLIENT_HOST:$SEARCH_PORT}
+if [ -z "${AIRFLOW_CONN_SMTP_DEFAULT:-}" ]; then
+  MAIL_PORT=$("$PY" -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
+  export AIRFLOW_CONN_SMTP_DEFAULT="{\"conn_type\": \"smtp\", \"host\": \"127.0.0.1\", \"port\": $MAIL_PORT, \"extra\": {\"disable_tls\": true, \"disable_ssl\": true, \"from_email\": \"STA <no-reply@sta.local>\"}}"
+  start_service mail "$AIRFLOW_HOME/mail.log" "$PY" -m aiosmtpd -n -l "127.0.0.1:$MAIL_PORT"
+fi
 if sta serve --help >/dev/null 2>&1; then
   start_service search "$AIRFLOW_HOME/search.log" sta serve --host "$CLIENT_HOST" --port "$SEARCH_PORT"
 fi
@@ -198,7 +210,8 @@ cat <<MSG
 
   Airflow UI:   $AIRFLOW__API__BASE_URL   user: admin
                 password: $AIRFLOW_HOME/simple_auth_manager_passwords.json.generated
-  Search page:  http://$CLIENT_HOST:${SEARCH_PORT}/  (create a key: .venv/bin/sta apikey create --customer me --plan standard)
+  Search page:  http://$CLIENT_HOST:${SEARCH_PORT}/  (sign up there, or: .venv/bin/sta apikey create --customer me --plan standard)
+                export e-mails (when smtp_default is the local one): $AIRFLOW_HOME/mail.log
   Quarantine:   $AIRFLOW__API__BASE_URL/sta-quarantine/  (also: .venv/bin/sta quarantine list)
   ingest_<partner> DAGs start paused: unpause one to start its schedule (or its file watcher, for
   partners with 'reactive: true'), or trigger it (Trigger button: the form takes the pull's options).

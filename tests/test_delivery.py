@@ -456,3 +456,21 @@ def test_refused_requests_and_thumbnails_are_audited(env, case):
     got = db.fetch("SELECT endpoint, status, customer, key_prefix FROM audit WHERE id > ?", [before])
     assert [(g["endpoint"], g["status"]) for g in got] == [want]
     assert got[0]["key_prefix"] is not None
+
+
+def test_orders_become_airflow_runs_through_the_rest_api(env):
+    """The service's trigger speaks Airflow's REST API (token, then a DAG run
+    with the order in its conf): checked against Airflow's own API app."""
+    from airflow.api_fastapi.app import create_app as airflow_app
+    from airflow.models.dagrun import DagRun
+    from fastapi.testclient import TestClient
+
+    from sta.service.airflow_client import AirflowTrigger
+
+    get_dag("export")  # parsed and serialized by the export test's run
+    with TestClient(airflow_app(apps="all")) as tc:
+        trigger = AirflowTrigger("http://testserver", "admin", "admin", client=tc)
+        run_id = trigger("export", {"order_id": "exp_rest_check"})
+    runs = [r for r in DagRun.find(dag_id="export") if r.run_id == run_id]
+    assert len(runs) == 1 and runs[0].conf == {"order_id": "exp_rest_check"}
+    assert runs[0].state == "queued"

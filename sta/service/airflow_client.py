@@ -17,9 +17,11 @@ import httpx
 
 
 class AirflowTrigger:
-    def __init__(self, base_url: str, username: str, password: str, client: Any | None = None) -> None:
+    def __init__(self, base_url: str, username: str, password: str, client: Any | None = None,
+                 password_file: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.username, self.password = username, password
+        self.password_file = password_file  # read when first needed (standalone writes it at start)
         self._client = client  # an httpx.Client-like object (tests pass Airflow's app client)
         self._token: str | None = None
         self._lock = threading.Lock()
@@ -29,18 +31,19 @@ class AirflowTrigger:
         url = os.environ.get("STA_AIRFLOW_URL")
         if not url:
             return None
-        password = os.environ.get("STA_AIRFLOW_PASSWORD")
-        pfile = os.environ.get("STA_AIRFLOW_PASSWORD_FILE")
-        user = os.environ.get("STA_AIRFLOW_USER", "admin")
-        if not password and pfile and Path(pfile).is_file():
-            import json
+        return cls(url, os.environ.get("STA_AIRFLOW_USER", "admin"), os.environ.get("STA_AIRFLOW_PASSWORD", ""),
+                   password_file=os.environ.get("STA_AIRFLOW_PASSWORD_FILE"))
 
-            text = Path(pfile).read_text().strip()
-            try:  # simple auth manager's generated file: {"admin": "password"}
-                password = json.loads(text).get(user, "")
-            except ValueError:
-                password = text
-        return cls(url, user, password or "")
+    def _password(self) -> str:
+        if self.password or not self.password_file or not Path(self.password_file).is_file():
+            return self.password
+        import json
+
+        text = Path(self.password_file).read_text().strip()
+        try:  # simple auth manager's generated file: {"admin": "password"}
+            return str(json.loads(text).get(self.username, ""))
+        except ValueError:
+            return text
 
     def _http(self) -> Any:
         return self._client or httpx.Client(timeout=15)
@@ -49,7 +52,7 @@ class AirflowTrigger:
         with self._lock:
             if self._token is None:
                 r = http.post(f"{self.base_url}/auth/token",
-                              json={"username": self.username, "password": self.password})
+                              json={"username": self.username, "password": self._password()})
                 r.raise_for_status()
                 self._token = r.json()["access_token"]
             return self._token
