@@ -186,12 +186,15 @@ class Labeller:
                      and any(e.section != "indication" for e in lab.evidence)]
         explicit_abnormal = [e for c, e, _s in mentions if c == "abnormal" and e.certainty == "positive"
                              and e.section != "indication"]
-        if positive or explicit_abnormal:
-            ev = [e for lab in positive for e in lab.evidence] or explicit_abnormal
-            labels["abnormal"] = self._status("abnormal", "positive", ev)
+        if positive:
+            labels["abnormal"] = self._status("abnormal", "positive", [e for lab in positive for e in lab.evidence])
             return labels
         if uncertain:
             labels["abnormal"] = self._status("abnormal", "uncertain", [e for lab in uncertain for e in lab.evidence])
+            return labels
+        if explicit_abnormal:
+            # An abnormality outside the finding list ("secuelas", "gliose", "hyperinflation").
+            labels["abnormal"] = self._status("abnormal", "positive", explicit_abnormal)
             return labels
         normal_ev = [e for c, e, _s in mentions if c == "normal" and e.certainty == "positive"
                      and e.section != "indication"]
