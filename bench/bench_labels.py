@@ -1,7 +1,7 @@
 """Report labeller: quality and speed, beside the labeller it replaced: ``.venv/bin/python bench/bench_labels.py``.
 
-On the hand-written report set (tests/data/labels, 170 reports es/pt/en,
-dev and test splits):
+On the hand-written report set (tests/data/labels: 170 reports es/pt/en in
+dev and test splits, plus 36 holdout reports written after the tuning):
 
 - **ours**: labelling/ as shipped (rules; the status model when its card enables it);
 - **ours + status model forced on**: what the learned model would change;
@@ -84,14 +84,14 @@ def main() -> int:
         "ours + status model forced on": Labeller(status_model=model, use_model=True) if model else None,
         "baseline: previous 6-regex labeller": OldLabeller(),
     }
-    print(f"hand-written reports: {len(reports)} "
-          f"(dev {sum(r.split == 'dev' for r in reports)}, test {sum(r.split == 'test' for r in reports)})")
+    print(f"hand-written reports: {len(reports)} (dev {sum(r.split == 'dev' for r in reports)}, "
+          f"test {sum(r.split == 'test' for r in reports)}, holdout {sum(r.split == 'holdout' for r in reports)})")
     print(f"status model: {model.name} {model.version}, enabled={model.enabled}" if model else "status model: not trained")
     print(f"{'labeller':38} {'split':5} {'P':>6} {'R':>6} {'F1':>6} {'assert':>7} {'pairs':>6}")
     for name, lab in contenders.items():
         if lab is None:
             continue
-        for split in ("dev", "test"):
+        for split in ("dev", "test", "holdout"):
             s = evaluate([r for r in reports if r.split == split], lab)
             p, rc, f = s.micro()
             print(f"{name:38} {split:5} {p:6.3f} {rc:6.3f} {f:6.3f} {s.assertion_accuracy:7.3f} {s.assert_total:6d}")
