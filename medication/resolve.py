@@ -63,8 +63,19 @@ class Resolver:
                 if key:
                     self._names.setdefault(key, drug.id)
         self._choices = list(self._names)
+        self._memo: dict[str, Resolution] = {}
 
     def resolve(self, text: str | None) -> Resolution:
+        """Memoised per text: a history names the same drugs thousands of times."""
+        key = str(text or "")
+        hit = self._memo.get(key)
+        if hit is None:
+            hit = self._resolve(text)
+            if len(self._memo) < 100_000:
+                self._memo[key] = hit
+        return hit
+
+    def _resolve(self, text: str | None) -> Resolution:
         if not text or not str(text).strip():
             return Resolution(None, "", how="empty", score=0.0)
         strength, rest = strength_in_name(str(text))

@@ -199,7 +199,8 @@ def apply_review(order_id: str, response: dict[str, Any] | None, store: OrderSto
         _save(s, d, "modified" if d.verdict != "rejected" else "held")
         s.event(order_id, "prescriber_modified", {"by": who, "changes": changes, "verdict": d.verdict})
         return RECORD if d.verdict != "rejected" else HOLD
-    s.event(order_id, "held", {"by": who, "why": "prescriber chose Hold" if response else "no answer"})
+    answered = bool(response) and bool((response or {}).get("responded_by_user"))
+    s.event(order_id, "held", {"by": who, "why": "prescriber chose Hold" if answered else "no answer before the deadline"})
     s.upsert_order(order_id, status="held")
     return HOLD
 

@@ -207,8 +207,38 @@ def test_anomaly_hold_is_not_sent(rx):
     assert not mails_to(box, "rx-anom-h@patients.example.org")
 
 
-def test_review_times_out_to_hold():
-    """No answer: the review's default (Hold) applies at the timeout; the order is held, not sent."""
+def test_review_times_out_to_hold(rx, monkeypatch):
+    """No answer: at the deadline the scheduler's own sweep (``check_awaiting_input_timeouts``, what a
+    running scheduler calls every loop) applies the review's default, Hold; the order is held, not sent."""
+    monkeypatch.setenv("STA_RX_REVIEW_HOURS", str(2 / 3600))  # a 2-second deadline, read when the DAG is parsed
+    dag = get_dag()
+    stop = threading.Event()
+
+    def sweep() -> None:
+        from airflow.jobs.job import Job
+        from airflow.jobs.scheduler_job_runner import SchedulerJobRunner
+
+        runner = SchedulerJobRunner(job=Job(), executors=[])
+        while not stop.wait(1.0):
+            runner.check_awaiting_input_timeouts()
+
+    t = threading.Thread(target=sweep, daemon=True)
+    t.start()
+    try:
+        dr = dag.test(run_conf={"order": order("RX-ANOM-T", dose=2000)})
+    finally:
+        stop.set()
+        t.join(10)
+    assert dr.state == "success"
+    st = states(dr)
+    assert st["prescriber_review"] == "success" and st["hold"] == "success" and st["record"] == "skipped"
+    rec = rx["store"].order_record("RX-ANOM-T")
+    assert rec["status"] == "held"
+    assert any(e["event"] == "held" and e["detail"]["why"] == "no answer before the deadline" for e in rec["events"])
+    assert not mails_to(rx["mailbox"], "rx-anom-t@patients.example.org")
+
+
+def test_review_task_is_configured_to_hold():
     review = get_dag(DAG_ID).get_task("prescriber_review")
     assert review.defaults == ["Hold"] and review.response_timeout is not None
     assert set(review.options) == {"Confirm", "Modify", "Hold"}
