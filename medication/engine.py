@@ -83,6 +83,10 @@ class Checker:
         self._known: set[str] = set()
 
     # -- history -------------------------------------------------------------------------------------
+    def refresh(self) -> None:
+        """Forget what was read from the history (it grows as orders are recorded or loaded)."""
+        self._history = None
+
     def _index(self) -> None:
         if self._history is not None:
             return
@@ -120,7 +124,7 @@ class Checker:
     def load_history(self, lines: Iterable[dict[str, Any]], origin: str = "load") -> dict[str, int]:
         rows = [self.normalise_line(line, origin) for line in lines]
         self.store.add_history(rows)
-        self._history = None
+        self.refresh()
         bad = sum(1 for r in rows if not r["valid"])
         return {"lines": len(rows), "valid": len(rows) - bad, "invalid": bad}
 
@@ -133,7 +137,7 @@ class Checker:
         model.save(path)
         self.store.register_model(model.version, len(df), len(model.groups), path)
         self.model = model
-        self._history = None
+        self.refresh()
         return model
 
     # -- checking ------------------------------------------------------------------------------------

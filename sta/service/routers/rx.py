@@ -97,7 +97,7 @@ def _checker(request: Request):  # noqa: ANN202 - medication.engine.Checker
     cached = getattr(request.app.state, "rx_checker", None)
     if cached is None or (latest and (cached.model is None or cached.model.version != latest[0])):
         cached = request.app.state.rx_checker = Checker(store, bulk=False)
-    cached._history = None  # known drugs re-read per order: the history grows as orders are recorded
+    cached.refresh()  # known drugs re-read per order: the history grows as orders are recorded
     return cached
 
 
