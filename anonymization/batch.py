@@ -70,11 +70,18 @@ def pixel_cleaner(languages: tuple[str, ...] = ("es", "pt", "en")) -> Callable[.
 
 
 def pixel_filter() -> Callable[..., Any] | None:
-    """The pixel module's filter of pixel bytes (JPEG markers, trailing bytes), when it exists."""
-    try:
-        from anonymization.encapsulated import filter_pixel_element
-    except ImportError:
+    """The pixel module's filter of pixel bytes (JPEG markers, trailing bytes), when it exists;
+    imported on the first file that has pixel data."""
+    from importlib.util import find_spec
+
+    if find_spec("anonymization.encapsulated") is None:
         return None
+
+    def filter_pixel_element(src: Any, span: Any, view: Any, dst: Any) -> Any:
+        from anonymization.encapsulated import filter_pixel_element as real
+
+        return real(src, span, view, dst)
+
     return filter_pixel_element
 
 

@@ -349,11 +349,11 @@ class Deidentifier:
 
 
 def _stream_pixels_available() -> bool | None:
-    try:
-        from anonymization import pixel_stream  # noqa: F401 - deid-pixels (DEID_INTERFACES.md 2)
-    except ImportError:
-        return None
-    return True
+    """Whether the pixel module's frame-by-frame cleaner is installed (imported on first use: it
+    brings numpy and the OCR stack, which files without at-risk pixels never need)."""
+    from importlib.util import find_spec
+
+    return True if find_spec("anonymization.pixel_stream") is not None else None
 
 
 def _updated(nodes: list[Node], updates: dict[str, str], removals: list[str]) -> list[Node]:
