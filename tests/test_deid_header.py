@@ -217,3 +217,14 @@ def test_an_encapsulated_pdf_is_published_readable_and_scrubbed(tmp_path):
     text = " ".join(documents.pdf_pages(bytes(out.EncapsulatedDocument)))
     assert "Nódulo de 8 mm" in text  # readable
     assert "52318907" not in text and "MUÑOZ" not in text.upper() and "MUNOZ" not in text.upper()
+
+
+def test_a_residual_names_the_element_and_the_kind_of_value_never_the_value(tmp_path):
+    """A public binary element the rules keep (an ICC profile) carrying the patient ID as bytes."""
+    ds = hospital_ct()
+    ds.ICCProfile = b"acsp" + b"\x00" * 12 + b"patient 52318907 " + b"\x00" * 11
+    deid = build_deidentifier(DeidSettings("latam", clean_pixels=False), KEY)
+    with pytest.raises(Quarantine) as q:
+        deid.deidentify_file(save(ds, tmp_path / "icc.dcm"), tmp_path / "out")
+    assert str(q.value) == "residual_phi: (0028,2000) patient_id"
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").rglob("*.dcm"))

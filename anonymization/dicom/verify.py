@@ -54,10 +54,26 @@ def residuals(phi: PhiSet, nodes: list[Node]) -> list[tuple[int, str]]:
     return found
 
 
-def binary_bytes(nodes: list[Node]) -> bytes:
-    """The values of binary elements (OB, UN ...) outside the pixel data: searched as bytes."""
-    return b"\n".join(n.raw or b"" for path, n in walk(nodes)
-                      if n.vr in _BINARY and n.tag not in PIXEL_TAGS and path[0] not in OWN_TAGS and n.raw)
+def binary_nodes(nodes: list[Node]) -> list[Node]:
+    """Binary elements (OB, UN ...) outside the pixel data: searched as bytes."""
+    return [n for path, n in walk(nodes)
+            if n.vr in _BINARY and n.tag not in PIXEL_TAGS and path[0] not in OWN_TAGS and n.raw]
+
+
+def _kind_in_bytes(phi: PhiSet, data: bytes, encodings: tuple[str, ...]) -> str | None:
+    """The kind of the first strong value found in ``data`` (8+ digit numbers, names of 4+ letters)."""
+    if not scan_bytes(phi, data, encodings):
+        return None
+    for term in phi.searchable(include_weak=False, min_digits=8):
+        if scan_bytes(_single(phi, term), data, encodings):
+            return phi.kinds.get(term, "identifier")
+    return "identifier"
+
+
+def _single(phi: PhiSet, term: str) -> PhiSet:
+    one = PhiSet()
+    one.values.add(term)
+    return one
 
 
 def check_values(phi: PhiSet, nodes: list[Node]) -> None:
@@ -68,9 +84,10 @@ def check_values(phi: PhiSet, nodes: list[Node]) -> None:
 
 
 def check_bytes(phi: PhiSet, nodes: list[Node], header_bytes: bytes, encodings: tuple[str, ...]) -> None:
-    blob = binary_bytes(nodes)
-    if blob and scan_bytes(phi, blob, python_encodings(encodings)):
-        raise Quarantine("residual_phi", "binary element identifier")
+    for n in binary_nodes(nodes):
+        kind = _kind_in_bytes(phi, n.raw or b"", python_encodings(encodings))
+        if kind is not None:
+            raise Quarantine("residual_phi", f"{tag_name(n.tag)} {kind}")
     if raw_hit(phi, header_bytes, encodings):
         raise Quarantine("residual_phi", "header bytes person_name")
 
