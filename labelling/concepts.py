@@ -192,7 +192,9 @@ class Vocabulary:
                         found.append((m.start("m"), m.end("m"), c.id, s.implies))
                     else:
                         found.append((m.start(), m.end(), c.id, s.implies))
-        found.sort(key=lambda f: (f[0], -(f[1] - f[0])))
+        # Leftmost, then longest; at equal span a finding beats a status word ("tear" of the
+        # abnormality lexicon vs "tear of the ... ligament").
+        found.sort(key=lambda f: (f[0], -(f[1] - f[0]), f[2] is not None and self.concepts[f[2]].group == "status"))
         out: list[Mention] = []
         last_end = -1
         for start, end, cid, implies in found:
