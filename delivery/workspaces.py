@@ -25,6 +25,10 @@ in-memory ``scratch`` database, then
 
 Several statements may be sent at once; the result is the last one's
 (scratch tables live for that request only).
+
+The API and the CLI call ``run_isolated``: the same, in a child process with
+its address space and CPU time capped and killed at the wall-clock limit
+(DuckDB's memory limit does not cover every allocation a query can make).
 """
 
 from __future__ import annotations
@@ -61,6 +65,7 @@ class Limits:
     max_rows: int = 10_000
     max_bytes: int = 8_000_000
     max_sql_chars: int = 20_000
+    process_memory_mb: int = 3072  # address-space cap of the query's process (run_isolated)
 
 
 class QueryRefused(Exception):
@@ -198,3 +203,36 @@ def _jsonable(v: Any) -> Any:
     if isinstance(v, (bytes, bytearray)):
         return v.hex()
     return str(v)
+
+
+def run_isolated(workspace: Path, sql: str, limits: Limits = Limits()) -> dict[str, Any]:
+    """``run_query`` in a child process (``delivery.sql_worker``) with its
+    address space and CPU time capped and a wall-clock kill, so a query that
+    escapes DuckDB's own memory accounting fails alone."""
+    import resource
+    import subprocess
+    import sys
+    from dataclasses import asdict
+
+    def cap() -> None:  # runs in the child before exec
+        mem = limits.process_memory_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
+        cpu = int(limits.seconds * limits.threads) + 5
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+
+    payload = json.dumps({"workspace": str(workspace), "sql": sql, "limits": asdict(limits)})
+    try:
+        proc = subprocess.run([sys.executable, "-m", "delivery.sql_worker"], input=payload, capture_output=True,
+                              text=True, timeout=limits.seconds + 15, preexec_fn=cap,
+                              env={**os.environ, "OMP_THREAD_LIMIT": "1"})
+    except subprocess.TimeoutExpired as exc:
+        raise QueryFailed(f"query stopped after the {limits.seconds:g} s limit") from exc
+    if proc.returncode != 0 or not proc.stdout.strip():
+        raise QueryFailed("query stopped: it needs more memory or time than the workspace allows")
+    out = json.loads(proc.stdout)
+    if out.get("error") == "refused":
+        raise QueryRefused(out["message"])
+    if out.get("error"):
+        raise QueryFailed(out["message"])
+    out["studies"] = [tuple(x) for x in out.get("studies", [])]
+    return out

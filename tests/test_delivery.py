@@ -352,6 +352,10 @@ def escapes(env) -> list[tuple[str, str]]:
         ("use", "USE scratch"),
         ("checkpoint", "CHECKPOINT"),
         ("httpfs url", "SELECT * FROM read_parquet('http://127.0.0.1:1/x.parquet')"),
+        ("secret", "CREATE PERSISTENT SECRET s (TYPE s3, KEY_ID 'a', SECRET 'b')"),
+        ("query()", "SELECT * FROM query('ATTACH ''/tmp/x'' AS y')"),
+        ("vacuum", "VACUUM"),
+        ("huge strings", "SELECT repeat('a', 1000000) FROM range(3000)"),
     ]
 
 

@@ -13,7 +13,7 @@ from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, Field
 
 from delivery.fulfilment import workspace_path
-from delivery.workspaces import QueryFailed, QueryRefused, run_query
+from delivery.workspaces import QueryFailed, QueryRefused, run_isolated
 from sta.service.deps import Audit, CurrentCustomer, Settings
 from sta.service.models import Problem
 
@@ -43,7 +43,7 @@ def sql(body: SqlIn, customer: CurrentCustomer, settings: Settings, audit: Audit
     if not ws.is_file():
         raise HTTPException(409, "your SQL workspace is not provisioned yet")
     try:
-        out = run_query(ws, body.sql, settings.sql_limits)
+        out = run_isolated(ws, body.sql, settings.sql_limits)
     except QueryRefused as exc:
         raise HTTPException(403, f"refused: {exc}") from exc
     except QueryFailed as exc:
