@@ -39,14 +39,27 @@ from synth.medication import DOSE_KINDS, generate, score  # noqa: E402
 TARGET = 0.95
 
 
+CPU: dict[str, float] = {}
+
+
+def _children_cpu() -> float:
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def sta(store: Path, *args: str) -> tuple[str, float]:
+    """Run ``sta rx ...``; wall seconds returned, CPU seconds of the child kept in ``CPU['last']``."""
     env = {**os.environ, "STA_RX_STORE": str(store), "OMP_THREAD_LIMIT": "1"}
     env.setdefault("STA_SECRET_KEY", "bench-key-" + "0" * 32)
+    c0 = _children_cpu()
     t0 = time.perf_counter()
     cp = subprocess.run([sys.executable, "-m", "sta.cli", "rx", *args], capture_output=True, text=True, env=env,
                         cwd=PROJECT, timeout=1800)
     if cp.returncode != 0:
         raise SystemExit(f"sta rx {args[0]} failed: {cp.stderr[-2000:]}")
+    CPU["last"] = _children_cpu() - c0
     return cp.stdout, time.perf_counter() - t0
 
 
@@ -106,12 +119,17 @@ def throughput(store: Path, orders: Path, repeat: int, work: Path) -> None:
                 fh.write(json.dumps(o) + "\n")
     n = len(lines) * repeat
     _, t_small = sta(store, "check", str(orders), "--json", "--no-record")
+    c_small = CPU["last"]
     _, t_big = sta(store, "check", str(big), "--json", "--no-record")
+    c_big = CPU["last"]
     per = (t_big - t_small) / (n - len(lines))
     print(f"\n--- throughput (sta rx check --json, one process, {os.cpu_count()} cores shared)")
     print(f"{len(lines)} orders: {t_small:.2f}s = {len(lines) / t_small:.0f} orders/s including start-up and model load")
     print(f"{n} orders: {t_big:.2f}s = {n / t_big:.0f} orders/s including start-up; "
           f"marginal {1 / per:.0f} orders/s ({per * 1000:.2f} ms/order) once loaded")
+    cper = (c_big - c_small) / (n - len(lines))
+    print(f"CPU time (steadier on a shared machine): {c_small:.2f} s for {len(lines)}, {c_big:.2f} s for {n}; "
+          f"marginal {1 / cper:.0f} orders per CPU-second ({cper * 1000:.2f} ms)")
 
 
 # ---------------------------------------------------------------- an independently styled generator
