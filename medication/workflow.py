@@ -152,7 +152,13 @@ def prescriber_notice(order_id: str, store: OrderStore | None = None) -> dict[st
     if to is None and o.prescriber_id:
         to = (checker.catalogue.prescribers.get(o.prescriber_id) or {}).get("email")
     if not to:
-        raise ValueError(f"no e-mail for prescriber {o.prescriber_id!r} (include/medication/prescribers.csv)")
+        # an unknown prescriber: the pharmacy's safety desk answers instead, if the deployment names one
+        import os
+
+        to = os.environ.get("STA_RX_SAFETY_EMAIL")
+    if not to:
+        raise ValueError(f"no e-mail for prescriber {o.prescriber_id!r} (include/medication/prescribers.csv, "
+                         "or STA_RX_SAFETY_EMAIL for a fallback)")
     summary = order_summary(s, order_id)
     reasons = _anomaly_lines(s, order_id)
     items = "".join(f"<li>{html.escape(r)}</li>" for r in reasons)
