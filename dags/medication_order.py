@@ -15,7 +15,10 @@ wrapper in ``operators/medication_tasks.py`` around ``medication.workflow``.
 ``prescriber_review`` waits for the prescriber (Required Actions or the REST
 API): Confirm, Modify (new dose/unit/frequency/duration, re-checked) or Hold;
 with no answer by ``STA_RX_REVIEW_HOURS`` (default 24) the default, Hold,
-applies: the order is held, not sent.
+applies: the order is held, not sent. The prescriber's address comes from the
+order, ``include/medication/prescribers.csv``, or ``STA_RX_SAFETY_EMAIL``.
+Connections: ``smtp_default`` (e-mail), ``health_plan_api`` (http: the plan's
+base URL; password, if any, sent as a bearer token).
 """
 
 from __future__ import annotations
