@@ -76,7 +76,7 @@ class NerRecognizer(EntityRecognizer):
             typ = LABEL_MAP.get(ent.label_)
             if not typ or typ not in wanted:
                 continue
-            for start, end in _pieces(text, ent.start_char, ent.end_char):
+            for start, end in _pieces(text, ent.start_char, ent.end_char, typ):
                 if len(text[start:end].split()) > MAX_WORDS.get(typ, 6):
                     continue  # a run-on entity: names and places are short
                 out.append(
@@ -88,7 +88,7 @@ class NerRecognizer(EntityRecognizer):
         return out
 
 
-def _pieces(text: str, start: int, end: int) -> list[tuple[int, int]]:
+def _pieces(text: str, start: int, end: int, typ: str = "") -> list[tuple[int, int]]:
     """An entity cut at line breaks and "Label:" boundaries, label words dropped.
 
     MEDDOCAN's layout differs from radiology reports, and a model trained on
@@ -106,6 +106,9 @@ def _pieces(text: str, start: int, end: int) -> list[tuple[int, int]]:
             s += 1
         while e > s and not text[e - 1].isalnum() and text[e - 1] not in ".)":
             e -= 1
+        s = _trim_leading_words(text, s, e)
+        if typ != "ADDRESS":  # "bajo izquierda", "s/n": an address's tail is part of it
+            e = _trim_trailing_words(text, s, e)
         piece = text[s:e]
         if len(piece) < 2:
             continue
@@ -117,3 +120,57 @@ def _pieces(text: str, start: int, end: int) -> list[tuple[int, int]]:
             continue
         out.append((s, e))
     return out
+
+
+_FUNCTION_WORDS = {
+    "se", "el", "la", "los", "las", "lo", "en", "con", "por", "para", "que", "y", "e", "a", "al", "del", "de", "un", "una",
+    "o", "os", "as", "no", "na", "com", "pelo", "pela", "um", "uma", "the", "with", "by", "and", "of", "in",
+}
+
+
+def _trim_leading_words(text: str, s: int, e: int) -> int:
+    """Drop the prose a run-on entity swallowed before the name ("Se comenta el caso con Enrique Reyes").
+
+    Leading words go while they are lower-case common words or function words;
+    street words stay ("calle Mayor 5" is an address as written).
+    """
+    import re
+
+    from anonymization.recognizers.contact import STREET_WORD_RE
+    from anonymization.recognizers.lexicon import common_words, fold
+
+    vocab = common_words()
+    pos = s
+    for m in re.finditer(r"\S+", text[s:e]):
+        w = m.group()
+        core = w.strip(".,;()")
+        low = fold(core)
+        if STREET_WORD_RE.fullmatch(core) or not core:
+            break
+        if low in _FUNCTION_WORDS or (core.islower() and low in vocab):
+            pos = s + m.end()
+            continue
+        break
+    while pos < e and text[pos].isspace():
+        pos += 1
+    return pos if pos < e else s
+
+
+def _trim_trailing_words(text: str, s: int, e: int) -> int:
+    """Drop the prose a run-on entity swallowed after the name ("... González refiere molestias desde hace una semana")."""
+    import re
+
+    from anonymization.recognizers.lexicon import common_words, fold
+
+    vocab = common_words()
+    words = list(re.finditer(r"\S+", text[s:e]))
+    end = e
+    for m in reversed(words[1:]):  # never the first word
+        core = m.group().strip(".,;()")
+        if core and (fold(core) in _FUNCTION_WORDS or (core.islower() and fold(core) in vocab)):
+            end = s + m.start()
+            continue
+        break
+    while end > s and (text[end - 1].isspace() or text[end - 1] in ",;"):
+        end -= 1
+    return end if end > s else e

@@ -37,6 +37,8 @@ _STREET_WORDS = (
     r"rua|r\.|travessa|tv\.|alameda|al\.|estrada|rodovia|praça|pça\.?|largo|avenue|ave\.?|street|st\.|road|rd\.|boulevard|blvd\.?|"
     r"lane|ln\.|drive|dr\.(?=\s*\d)|court|ct\.|place|pl\.|suite|apt\.?|apartment|highway|hwy\.?|route"
 )
+#: One street word alone ("Calle", "av.", "Rua"): the NER trimming keeps it.
+STREET_WORD_RE = re.compile(rf"(?:{_STREET_WORDS})", re.IGNORECASE)
 # "Calle 45 # 12-34", "Rua Augusta, 1500", "Av. Corrientes 1234", "123 Main Street"
 STREET_RE = re.compile(
     rf"(?<![\w])(?:{_STREET_WORDS})(?![^\W\d_])\s*(?:[\w'ºª°.#-]+\s?){{0,6}}?(?:n[º°o]\.?\s*|#\s*|,\s*)?(?:\d+[A-Za-z]?|s/n)(?:\s*[#-]\s*\d+[A-Za-z]?)*(?:,?\s*\d+\.?[º°ª]\s*[A-Z0-9]?\b)?(?:\s*(?:,\s*)?(?:apto|apt|dpto|piso|int|casa|bloco|sala|suite)\.?\s*\w+)?",
