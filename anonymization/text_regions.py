@@ -32,7 +32,7 @@ from scipy import ndimage
 #: Top-hat contrast (grey levels of 255) that makes a pixel ink.
 INK_CONTRAST = 45
 #: On image content (texture), only overlay ink this bright (or dark) counts.
-OVERLAY_LIGHT, OVERLAY_DARK = 200, 55
+OVERLAY_LIGHT, OVERLAY_DARK = 200, 40
 #: Glyph height Tesseract reads best; OCR images are scaled to it.
 TARGET_GLYPH = 28
 #: Widest OCR image made by enlarging (pixels); a white border of BORDER around it.
@@ -126,8 +126,9 @@ def ink_masks(g: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nda
     # glyphs and the holes of dark ones are never ink of the other polarity.
     field = ndimage.uniform_filter(g.astype(np.float32), size=31)
     light = (white_top >= INK_CONTRAST) & (gi >= field + 30) & (~content | (g >= OVERLAY_LIGHT))
-    # Dark ink only on a light, flat field: gaps between speckle grains are not text.
-    dark = (black_top >= INK_CONTRAST) & (gi <= field - 30) & (closed >= 128) & (field >= 120) & ~content
+    # Dark ink only on a light field (gaps between speckle grains are not text); over image
+    # content only near-black overlay ink.
+    dark = (black_top >= INK_CONTRAST) & (gi <= field - 30) & (closed >= 128) & (field >= 120) & (~content | (g <= OVERLAY_DARK))
     return light, dark, white_top, black_top
 
 
