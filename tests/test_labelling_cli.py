@@ -21,7 +21,7 @@ def _reports(tmp_path: Path) -> Path:
     (d / "sub" / "ct_pt.txt").write_text("TC de crânio: exame dentro dos limites da normalidade.", encoding="utf-8")
     (d / "chest_en.txt").write_bytes("FINDINGS: Right lower lobe consolidation.\nIMPRESSION: Pneumonia. "
                                      "A small effusion cannot be excluded. Mother had lung cancer.".encode("cp1252"))
-    (d / "notes.json").write_text("{}")  # not a report: folders give their .txt files only
+    (d / "notes.json").write_text("{}")  # not a report: folders give their .txt/.md/suffix-less files only
     return d
 
 

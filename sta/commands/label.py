@@ -1,7 +1,7 @@
 """``sta label`` and ``sta eval-labels``: the report labeller from the command line.
 
 ``sta label PATH... [--lang es|pt|en] --json`` labels report text files (a
-folder: every ``*.txt`` in it, recursively, in name order) and prints one
+folder: its ``*.txt``, ``*.md`` and suffix-less files, recursively, in name order) and prints one
 JSON object per file, one per line::
 
     {"file": "...", "language": "es", "labels": [{"concept": "pneumonia",
@@ -29,11 +29,13 @@ from pathlib import Path
 
 LANG_CHOICES = ["es", "pt", "en"]
 TEXT_SUFFIXES = {".txt", ".text"}
+FOLDER_SUFFIXES = TEXT_SUFFIXES | {".md", ""}  # what a folder contributes (no suffix: a plain report file)
 
 
 def register(subparsers) -> None:  # noqa: ANN001
     p = subparsers.add_parser("label", help="label report text files (es/pt/en): concepts with certainty")
-    p.add_argument("paths", nargs="*", type=Path, help="report files or folders (folders: *.txt, recursively)")
+    p.add_argument("paths", nargs="*", type=Path,
+                   help="report files (text, PDF or image) or folders (their *.txt, *.md and suffix-less files, recursively)")
     p.add_argument("--lang", choices=LANG_CHOICES, default=None, help="language of every report (else detected)")
     p.add_argument("--json", action="store_true", help="one JSON object per file, one per line")
     p.add_argument("--no-evidence", action="store_true", help="leave the evidence spans out of the JSON")
@@ -50,11 +52,11 @@ def register(subparsers) -> None:  # noqa: ANN001
 
 
 def _files(paths: list[Path]) -> list[tuple[Path, str | None]]:
-    """(file, error) in argument order; folders expand to their *.txt files."""
+    """(file, error) in argument order; folders expand to their report files (FOLDER_SUFFIXES)."""
     out: list[tuple[Path, str | None]] = []
     for p in paths:
         if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in TEXT_SUFFIXES
+            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in FOLDER_SUFFIXES
                            and not any(part.startswith(".") for part in f.relative_to(p).parts))
             out.extend((f, None) for f in found)
         elif p.is_file():
@@ -95,7 +97,7 @@ def cmd_label(args: argparse.Namespace) -> int:
     for path, error in _files(args.paths):
         if error is None:
             try:
-                text, detected = read_report(path, args.lang)
+                text, _detected = read_report(path, args.lang)
             except (OSError, ValueError) as exc:
                 error = str(exc) or type(exc).__name__
         if error is not None:
@@ -105,17 +107,28 @@ def cmd_label(args: argparse.Namespace) -> int:
             else:
                 print(f"{path}: error: {error}", file=sys.stderr)
             continue
-        result = label_report(text, args.lang or detected)
+        # The labeller's own language detection (its vocabularies) is more accurate on report text
+        # than the OCR stage's guess, which only picked the Tesseract pack.
+        result = label_report(text, args.lang)
         if args.json:
-            print(json.dumps({"file": str(path), "language": result.language,
+            _emit(json.dumps({"file": str(path), "language": result.language,
                               "labels": [lab.as_json(evidence=not args.no_evidence) for lab in result.labels]},
-                             ensure_ascii=False), flush=True)
+                             ensure_ascii=False))
         else:
             print(f"{path} [{result.language}]")
             for lab in result.labels:
                 ev = "; ".join(f"{e.start}-{e.end} {e.text!r}" for e in lab.evidence[:3])
                 print(f"  {lab.concept:20} {lab.certainty:10} {lab.confidence:.2f} {lab.source:5} {ev}")
     return status
+
+
+def _emit(line: str) -> None:
+    """One JSON line, flushed (a reader sees each file as it is labelled); a closed pipe ends quietly."""
+    try:
+        print(line, flush=True)
+    except BrokenPipeError:
+        sys.stderr.close()
+        raise SystemExit(0) from None
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
