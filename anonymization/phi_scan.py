@@ -154,9 +154,16 @@ def dicom_vocabulary() -> frozenset[str]:
     A value such as ``ORIGINAL`` in ImageType or ``HEAD`` in a code meaning is
     the standard's word, not a person's, even when someone is called that:
     coded strings and device fields are searched only for values outside
-    this vocabulary. Built from pydicom's dictionaries (thousands of words),
-    once per process.
+    this vocabulary. Read from ``dicom/vocabulary.txt`` (generated from
+    pydicom's dictionaries by ``scripts/gen_dicom_vocabulary.py``); built from
+    pydicom directly when that file is missing.
     """
+    from pathlib import Path
+
+    generated = Path(__file__).resolve().parent / "dicom" / "vocabulary.txt"
+    if generated.exists():
+        lines = generated.read_text(encoding="utf-8").splitlines()
+        return frozenset(w for w in lines if w and not w.startswith("#"))
     from pydicom._uid_dict import UID_dictionary
     from pydicom.datadict import DicomDictionary
 

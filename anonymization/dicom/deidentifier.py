@@ -379,10 +379,17 @@ def _updated(nodes: list[Node], updates: dict[str, str], removals: list[str]) ->
 
 
 def _scan_pixels_fn() -> Callable[..., bool] | None:
-    try:
-        from anonymization.encapsulated import scan_pixel_bytes  # deid-pixels (DEID_INTERFACES.md 4)
-    except ImportError:
+    """The pixel module's byte scan (DEID_INTERFACES.md 4), imported on first use."""
+    from importlib.util import find_spec
+
+    if find_spec("anonymization.encapsulated") is None:
         return None
+
+    def scan_pixel_bytes(path: Path, span: Any, terms: list[str]) -> bool:
+        from anonymization.encapsulated import scan_pixel_bytes as real
+
+        return bool(real(path, span, terms))
+
     return scan_pixel_bytes
 
 
