@@ -31,10 +31,15 @@ def build_link_dag(region: str, partner_ids: list[str]) -> DAG:
         tags=["linking", f"region:{region}"],
         default_args={"owner": "data-engineering", "retries": 2, "retry_delay": timedelta(minutes=1),
                       "queue": f"region-{region}"},
+        doc_md=__doc__ + "\n\nRe-run: trigger it (no parameters); it reloads the partners whose Parquet changed. "
+        "Unpaused at creation: a publication reaches search without a manual step.",
     ) as dag:
 
         @task(task_id="consolidate", outlets=[Asset(name=f"store_{region}", uri=f"sta://{region}/store")])
         def consolidate() -> dict:
+            """**consolidate**: merge the region's partners' published Parquet into
+            ``<data>/<region>/store/consolidated.duckdb`` (a partner's rows replace only its own), then emit
+            the region's store asset."""
             from foundation.paths import data_root
             from transforms.consolidate import consolidate_region
 

@@ -212,8 +212,12 @@ def test_runs_never_overlap(ops_runs: dict) -> None:
     from transforms.pull import _exclusive, pull_partner
     from transforms.sources.base import SourceError
 
-    dag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"]).dags[f"ingest_{OPS_PID}"]
+    bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
+    dag = bag.dags[f"ingest_{OPS_PID}"]
     assert (dag.max_active_runs, dag.catchup) == (1, False)
+    for d in (dag, bag.dags["link_br"]):  # every task documented, the DAG's doc is the runbook
+        assert d.doc_md and not [t.task_id for t in d.tasks if not t.doc_md]
+    assert "Reviewing the quarantine" in dag.doc_md
     partner = get_partner(OPS_PID)
     root = partner.root()
     lock = next(root.state.glob("sync-*.sqlite")).parent / ".pull.lock"
