@@ -19,6 +19,7 @@ sospechosos de malignidad" rules malignancy out; it does not hedge it).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from labelling.cues import Cue, Cues
@@ -41,8 +42,23 @@ def _words_between(doc: Document, a: int, b: int) -> int:
     return max(0, doc.word_index(b) - doc.word_index(a))
 
 
+# "Derrame pleural: no." / "Pneumothorax: none" / "Fracturas: ausentes": a field and its value.
+_FIELD_VALUE = re.compile(
+    r"\s*:\s*(?:(?P<neg>no|none|ninguno|ninguna|nenhum|nenhuma|nao|negativo|negativa|negative|absent|ausente|"
+    r"ausentes|nil)|(?P<pos>si|sim|yes|presente|present|positivo|positiva|positive))\b")
+
+
 def assert_mention(doc: Document, start: int, end: int, cue_list: list[Cue], cues: Cues) -> Assertion:
+    field = _FIELD_VALUE.match(doc.folded, end)
+    if field:
+        return Assertion("negative" if field.group("neg") else "positive", None, 0)
     cs, ce = doc.clause_span(start)
+    if cs > 0 and doc.text[cs - 1] == ":":
+        # "No evidence of: pneumothorax, effusion": a cue that ends its clause at a colon reaches the list after it.
+        ps, _pe = doc.clause_span(cs - 1)
+        lead = [c for c in cue_list if c.start >= ps and c.end <= cs - 1 and c.forward]
+        if lead and not doc.folded[lead[-1].end:cs - 1].strip():
+            cs = ps
     scope = cues.scope
     inside = [c for c in cue_list if c.start >= cs and c.end <= ce]
     stops = [c for c in inside if c.kind == "stop"]

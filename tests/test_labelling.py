@@ -257,3 +257,14 @@ def test_labeller_never_crashes_on_odd_text():
         for lab in label_report(text).labels:
             assert lab.certainty in ("positive", "negative", "uncertain", "historical", "family")
     assert label_report("").labels == []
+
+
+def test_structured_fields_and_colon_lists():
+    got = {lab.concept: lab.certainty for lab in label_report(
+        "Derrame pleural: no. Neumotórax: ausente. Cardiomegalia: sí. Fractura: sin desplazamiento.", "es").labels}
+    assert got["pleural_effusion"] == got["pneumothorax"] == "negative"
+    assert got["cardiomegaly"] == got["fracture"] == "positive"
+    got = {lab.concept: lab.certainty for lab in label_report(
+        "No evidence of: pneumothorax, pleural effusion or consolidation.", "en").labels}
+    assert got == {"pneumothorax": "negative", "pleural_effusion": "negative", "consolidation": "negative",
+                   "normal": "positive"}
