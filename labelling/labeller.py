@@ -2,16 +2,19 @@
 
 Steps (each a module of its own): fold the text (labelling.text), split
 sections, find concept mentions and BI-RADS/TI-RADS scores, find assertion
-cues, give each mention a certainty (labelling.assertion, optionally
-checked by the learned model), then one label per concept:
+cues, give each mention a certainty (labelling.assertion), then one label
+per concept:
 
 - a concept named in findings/impression is decided there; mentions in the
   request (indication) only count when nothing else names the concept, and
   then as uncertain (a question, not an answer);
 - several mentions: positive > uncertain > historical > negative > family;
-- ``abnormal`` is positive (uncertain) when a finding is; ``normal`` is
-  positive when no finding is positive or uncertain and the report says
-  so (a normal statement, BI-RADS 1, or findings it rules out).
+- ``abnormal`` is positive (uncertain) when a finding is, or positive when
+  an abnormality word outside the finding list is ("secuelas", "gliose");
+  ``normal`` is positive when none of that holds and the report says so (a
+  normal statement, BI-RADS 1, or findings it rules out). Where no finding
+  is known, the learned status model (labelling.model) may decide normal vs
+  abnormal, if its card says it beat the rules.
 """
 
 from __future__ import annotations
