@@ -14,12 +14,13 @@ fresh signed link.
 from __future__ import annotations
 
 import shutil
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from delivery.accounts import PLANS
-from delivery.catalog import customer_area, discover_stores
+from delivery.catalog import customer_area, discover_stores, entitled
 from delivery.database import now_iso
 from delivery.exports import build_package
 from delivery.links import LinkSigner, download_path
@@ -99,6 +100,28 @@ def ready_email(db: ServiceDB, order_id: str, signer: LinkSigner, base_url: str)
 
 def workspace_path(data_root: Path, customer_id: int) -> Path:
     return customer_area(data_root, customer_id) / WORKSPACE_NAME
+
+
+_build_locks: dict[int, threading.Lock] = {}
+_build_locks_guard = threading.Lock()
+
+
+def ensure_workspace(data_root: Path, customer: Any) -> Path:
+    """The customer's workspace, (re)built here when it is missing or older
+    than a store of its regions (a linking run published since), so a Pro
+    account made by an operator (``sta apikey create --plan pro``) or a store
+    refreshed after provisioning still queries current data."""
+    path = workspace_path(data_root, customer.id)
+    stores = entitled(discover_stores(data_root), customer.regions)
+    newest = max((p.stat().st_mtime for p in stores.values() if p.exists()), default=0.0)
+    if path.is_file() and path.stat().st_mtime >= newest:
+        return path
+    with _build_locks_guard:
+        lock = _build_locks.setdefault(customer.id, threading.Lock())
+    with lock:
+        if not (path.is_file() and path.stat().st_mtime >= newest):
+            build_workspace(discover_stores(data_root), customer.regions, path)
+    return path
 
 
 def provision(db: ServiceDB, data_root: Path, request_id: int) -> dict[str, Any]:

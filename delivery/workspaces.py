@@ -80,7 +80,7 @@ def build_workspace(stores: dict[str, Path], regions: list[str] | None, out: Pat
     """Build the workspace file of a customer entitled to ``regions``."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".part")
+    tmp = out.with_name(f"{out.name}.{os.getpid()}.{threading.get_ident()}.part")  # builders never share a file
     tmp.unlink(missing_ok=True)
     allowed = entitled(stores, regions)
     counts: dict[str, int] = {}

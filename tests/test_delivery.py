@@ -478,3 +478,10 @@ def test_orders_become_airflow_runs_through_the_rest_api(env):
     runs = [r for r in DagRun.find(dag_id="export") if r.run_id == run_id]
     assert len(runs) == 1 and runs[0].conf == {"order_id": "exp_rest_check"}
     assert runs[0].state == "queued"
+
+
+def test_pro_account_made_by_an_operator_gets_its_workspace_at_first_query(env, capsys):
+    env["db"].create_key("Operador Pro", "pro", ["br"])
+    base = ["--data-root", str(env["root"]), "--db", str(env["db"].path)]
+    assert sta_main(["sql", "--customer", "Operador Pro", "SELECT DISTINCT region FROM studies", *base]) == 0
+    assert json.loads(capsys.readouterr().out) == [{"region": "br"}]

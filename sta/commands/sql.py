@@ -14,7 +14,7 @@ from sta.commands._delivery import add_common, customer, open_db, root
 
 
 def run(args: argparse.Namespace) -> int:
-    from delivery.fulfilment import workspace_path
+    from delivery.fulfilment import ensure_workspace
     from delivery.workspaces import QueryFailed, QueryRefused, run_isolated
 
     db = open_db(args)
@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     try:
-        out = run_isolated(workspace_path(root(args), c.id), args.sql)
+        out = run_isolated(ensure_workspace(root(args), c), args.sql)
     except QueryRefused as exc:
         audit(403)
         print(f"sta sql: refused: {exc}", file=sys.stderr)

@@ -1,7 +1,9 @@
 """``POST /api/sql``: a query on the customer's Pro workspace.
 
-Pro and Enterprise only (403 otherwise); the workspace must have been
-provisioned (409). Refused statements (file or network access, ATTACH,
+Pro and Enterprise only (403 otherwise); the workspace is the one the
+``provision_workspace`` run built, rebuilt here when a store of the
+customer's regions changed since (or built at the first query of a Pro
+account made by an operator). Refused statements (file or network access, ATTACH,
 COPY, INSTALL/LOAD, SET/PRAGMA, CREATE outside scratch) are a 403 with the
 reason; SQL errors and limits hit are a 400. Every query is audited (its
 text, row count, status) and the studies it returns are metered.
@@ -12,7 +14,7 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, Field
 
-from delivery.fulfilment import workspace_path
+from delivery.fulfilment import ensure_workspace
 from delivery.workspaces import QueryFailed, QueryRefused, run_isolated
 from sta.service.deps import Audit, CurrentCustomer, Settings
 from sta.service.models import Problem
@@ -39,10 +41,8 @@ def sql(body: SqlIn, customer: CurrentCustomer, settings: Settings, audit: Audit
     audit.filters = {"sql": body.sql[:4000]}
     if not customer.may_use_sql:
         raise HTTPException(403, "SQL workspaces are part of the Pro plan: ask for it from your account")
-    ws = workspace_path(settings.data_root, customer.id)
-    if not ws.is_file():
-        raise HTTPException(409, "your SQL workspace is not provisioned yet")
     try:
+        ws = ensure_workspace(settings.data_root, customer)
         out = run_isolated(ws, body.sql, settings.sql_limits)
     except QueryRefused as exc:
         raise HTTPException(403, f"refused: {exc}") from exc
