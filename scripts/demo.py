@@ -56,20 +56,20 @@ def main() -> int:
     partners = load_partners()
     t0 = time.perf_counter()
     if not incoming.exists():
-        say(f"[1/4] generating sample data: {args.patients} patients, seed {args.seed} -> {incoming}")
+        say(f"[1/5] generating sample data: {args.patients} patients, seed {args.seed} -> {incoming}")
         from synth import generate
 
         summary = generate(incoming, args.patients, args.seed, progress=lambda m: say(f"  {m}"))
         say(f"  {summary.get('dicom_files')} DICOM files, {summary.get('reports')} reports, "
             f"{summary.get('faults')} planted bad files; truth: {summary.get('truth')}")
     else:
-        say(f"[1/4] sample data already in {incoming} (make clean-data to regenerate)")
+        say(f"[1/5] sample data already in {incoming} (make clean-data to regenerate)")
 
-    say("[2/4] preparing Airflow metadata DB (SQLite) ...")
+    say("[2/5] preparing Airflow metadata DB (SQLite) ...")
     from synth.airflow_run import approve, ensure_db, run_dag
 
     ensure_db()
-    say(f"[3/4] running partner DAGs through Airflow ({len(partners)} partners)")
+    say(f"[3/5] running partner DAGs through Airflow ({len(partners)} partners)")
     from pipeline.ledger import latest_ledger
 
     results = []
@@ -119,11 +119,20 @@ def main() -> int:
         except Exception as exc:  # noqa: BLE001 - the run's figures above stand on their own
             say(f"  labels summary not available: {type(exc).__name__}")
 
-    say("\n[4/4] linking patients across partners and searching")
+    say("\n[4/5] linking patients across partners and searching")
     try:
         _link_and_search(partners, say)
     except Exception as exc:  # noqa: BLE001 - the partner results above stand on their own
         say(f"  linking/search not available: {type(exc).__name__}: {exc}")
+    say("\n[5/5] medication orders (seed 004): history, population check, prescriber review")
+    try:
+        from synth.medication import demo_summary, demo_workflow
+
+        rx = demo_summary(base / "rx_demo", patients=300, seed=args.seed, say=say)
+        demo_workflow(rx["store"], say=say)
+    except Exception as exc:  # noqa: BLE001 - the ingest results above stand on their own
+        say(f"  medication demo not available: {type(exc).__name__}: {exc}")
+        ok = False
     say(f"\nDone in {time.perf_counter() - t0:.0f}s. Airflow UI: `make up` (see README).")
     return 0 if ok else 1
 
