@@ -325,3 +325,18 @@ def _pydicom_reader(deid):
         slow.fast_reader = False
         _SLOW[id(deid)] = slow
     return _SLOW[id(deid)]
+
+
+def test_safe_listed_private_text_is_checked_like_any_kept_value(tmp_path):
+    overrides = {"options": {"retain_safe_private": True},
+                 "safe_private": [{"creator": "ACME_PROTO", "elements": [1, 2]}]}
+    deid = build_deidentifier(DeidSettings("latam", overrides, clean_pixels=False), KEY)
+    ds = hospital_ct()
+    ds.add_new(0x00090010, "LO", "ACME_PROTO")
+    ds.add_new(0x00091001, "LO", "Protocolo torax Muñoz 52.318.907")
+    ds.add_new(0x00091002, "LO", "HELICAL 0.6")
+    result = deid.deidentify_file(save(ds, tmp_path / "p.dcm"), tmp_path / "out")
+    out = pydicom.dcmread(result.output)
+    assert out[0x00091002].value == "HELICAL 0.6"  # safe and clean: kept as it was
+    text = output_forms(result.output)
+    assert "52318907" not in text and "munoz" not in text

@@ -341,6 +341,12 @@ class Actions:
             data += b"\x00"
         return Node(n.tag, n.vr, data, None, None, n.wvr)
 
+    def keeps_private(self, n: Node, siblings: list[Node]) -> bool:
+        """Whether the profile's safe list keeps this private element (``siblings``: its dataset)."""
+        if not (self.profile.options.retain_safe_private and self.profile.safe_private):
+            return False
+        return self._keep_private(n, creator_map(siblings))
+
     def _keep_private(self, n: Node, creators: dict[int, str]) -> bool:
         if not (self.profile.options.retain_safe_private and self.profile.safe_private):
             return False

@@ -18,6 +18,7 @@ Every failure raises :class:`Quarantine` with a machine-readable reason.
 from __future__ import annotations
 
 import io
+import re
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -232,7 +233,8 @@ class Deidentifier:
     def identify(self, nodes: list[Node], profile: Profile) -> PatientIdentity:
         """Token, offset, age and every identifying value of the header, in one walk."""
         phi = PhiSet()
-        _collect(nodes, phi)
+        act = self.actions_for(profile)
+        _collect(nodes, phi, act.keeps_private)
         return read_identity(HeaderView(nodes), self.keyring, self.actions_for(profile).rules, self.issuers,
                              self.partner_id, phi=phi)
 
@@ -407,16 +409,20 @@ def _fit_lengths(ds: Any, implicit: bool) -> None:
             elem.VR = "UT"
 
 
-def _collect(nodes: list[Node], phi: PhiSet) -> None:
+def _collect(nodes: list[Node], phi: PhiSet, safe_private: Callable[[Node, list[Node]], bool]) -> None:
+    """Every identifying value at any depth. A private element the profile lists as safe is not
+    an identity by itself (its own value would otherwise forbid keeping it); a name in it still is."""
     for n in nodes:
         if n.items is not None:
             for item in n.items:
-                _collect(item, phi)
+                _collect(item, phi, safe_private)
             continue
         values = n.values
         if not values or not any(values):
             continue
         private = n.private
+        if private and "^" not in "".join(values) and safe_private(n, nodes):
+            continue
         kw = "" if private else keyword(n.tag)
         creator = private and 0x10 <= (n.tag & 0xFFFF) <= 0xFF
         add_element_phi(phi, kw, n.vr, values, private=private, private_creator=creator)
@@ -425,7 +431,10 @@ def _collect(nodes: list[Node], phi: PhiSet) -> None:
             # A name in bytes the declared character set misreads (a missing, wrong or
             # damaged SpecificCharacterSet): its UTF-8 and Latin-1 readings are PHI too.
             for alt in _alternative_readings(raw, n.vr, values):
-                add_element_phi(phi, kw, n.vr, alt, private=private, private_creator=creator)
+                # misreadings split words at odd bytes: their short pieces ("OZ", "PA") are noise
+                add_element_phi(phi, kw, n.vr, [" ".join(w for w in re.split(r"[\s^=]+", v) if len(w) >= 4)
+                                                 if n.vr == "PN" else v for v in alt],
+                                private=private, private_creator=creator)
 
 
 def _alternative_readings(raw: bytes, vr: str, values: list[str]) -> list[list[str]]:
