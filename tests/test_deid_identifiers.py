@@ -119,10 +119,19 @@ def test_code_meanings_are_checked_too(deid, tmp_path):
 
 def test_national_ids_by_checksum_are_removed_even_when_the_header_does_not_hold_them(deid, tmp_path):
     # a valid CPF and a Chilean RUT that belong to nobody in the header (a relative, a companion)
-    ds = hospital_ct(StudyDescription="TORAX", ImageComments="Responsable: CPF 529.982.247-25, RUT 12.345.678-5")
+    ds = hospital_ct(StudyDescription="TORAX", ImageComments="Responsable: CPF 529.982.247-25, RUT 12.345.678-5",
+                     AnatomicRegionSequence=Sequence([code_item("Torax, clinica CNPJ 11.222.333/0001-81")]),
+                     RequestAttributesSequence=Sequence([_request("Tutor CURP GODE561231HDFRRN09")]))
     result = deid.deidentify_file(save(ds, tmp_path / "in.dcm"), tmp_path / "out")
     text = output_forms(result.output)
     assert "52998224725" not in text and "123456785" not in text
+    assert "11222333000181" not in text and "gode561231hdfrrn09" not in text
+
+
+def _request(description: str) -> Dataset:
+    req = Dataset()
+    req.RequestedProcedureDescription = description
+    return req
 
 
 
