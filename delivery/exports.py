@@ -6,8 +6,8 @@ others are listed as not available):
 
 - ``studies.jsonl``: one JSON object per study (JSON Lines, so any size
   streams): metadata, selected DICOM tags, the scrubbed report(s), labels
-  with their confidence/certainty and characterization columns as the store
-  has them, and the series;
+  (concept, certainty, evidence) and characterization (field, value, source,
+  confidence) as the store has them, and the series;
 - ``dicom/<study>/<series>/<sop>.dcm`` (format ``dicom``): the de-identified
   files as published, each checked against the SHA-256 the pipeline
   recorded while it is copied;
@@ -253,6 +253,14 @@ def _study_records(con: duckdb.DuckDBPyConnection, region: str) -> Iterator[dict
             f"SELECT r.study_uid, r.report_id, r.language, r.source_format, r.text_scrubbed AS text "
             f"FROM {st}.reports r JOIN batch b USING (study_uid, partner_id) ORDER BY r.study_uid, r.report_id")):
         reports.setdefault(r.pop("study_uid"), []).append(r)
+    characteristics: dict[str, list] = {}
+    try:
+        for r in _dicts(con.execute(
+                f"SELECT c.* EXCLUDE (partner_id) FROM {st}.characteristics c JOIN batch b USING (study_uid, partner_id) "
+                "ORDER BY c.study_uid, c.field, c.value")):
+            characteristics.setdefault(r.pop("study_uid"), []).append(r)
+    except duckdb.CatalogException:
+        pass  # a store from before characterization (layout < 5)
     order = [u for (u,) in con.execute("SELECT study_uid FROM batch ORDER BY pos").fetchall()]
     for uid in order:
         c = cards.get(uid)
@@ -276,6 +284,7 @@ def _study_records(con: duckdb.DuckDBPyConnection, region: str) -> Iterator[dict
             "dicom_tags": dicom_tags(c),
             "reports": reports.get(uid, []),
             "labels": labels.get(uid, []),
+            "characteristics": characteristics.get(uid, []),
             "series": series.get(uid, []),
         }
 
@@ -304,7 +313,7 @@ def _write_parquet(con: duckdb.DuckDBPyConnection, refs: list[StudyRef], sink: S
     then streamed into the sink)."""
     regions = sorted({r.region for r in refs})
     _temp_all(con, refs)
-    for table in ("studies", "series", "reports", "labels"):
+    for table in ("studies", "series", "reports", "labels", "characteristics"):
         if not regions:
             break
         union = " UNION ALL BY NAME ".join(

@@ -54,6 +54,16 @@ def publish_with_files(root: Path) -> dict:
             path.write_bytes(data)
             inst["sha256"] = hashlib.sha256(data).hexdigest()
             inst["size_bytes"] = len(data)
+        # Characterization of CT/MR studies (as labelling/characterize.py writes it).
+        for k, st in enumerate(rows[pid]["studies"]):
+            if st["modality"] in ("CT", "MR"):
+                rows[pid].setdefault("characteristics", []).extend([
+                    {"study_uid": st["study_uid"], "partner_id": pid, "field": "slice_thickness_mm",
+                     "value": str([0.625, 1.25, 2.5, 5.0][k % 4]), "value_num": [0.625, 1.25, 2.5, 5.0][k % 4],
+                     "source": "dicom", "confidence": 1.0, "evidence": "SliceThickness"},
+                    {"study_uid": st["study_uid"], "partner_id": pid, "field": "contrast",
+                     "value": "with" if k % 3 == 0 else "without", "value_num": None, "source": "description",
+                     "confidence": 0.8, "evidence": "StudyDescription"}])
         write_partner(root, region, pid, rows[pid])
     consolidate_region("co", root)
     consolidate_region("br", root)
@@ -224,6 +234,10 @@ def test_export_json_through_the_cli_is_the_same_builder(env, tmp_path, capsys):
     lines = [json.loads(x) for x in (out / "studies.jsonl").read_text().splitlines()]
     assert [x["study_uid"] for x in lines] == uids
     by_uid = {x["study_uid"]: x for x in lines}
+    chars = chars_of(env)
+    for uid, rec in by_uid.items():
+        if uid in chars:
+            assert {c["field"] for c in rec["characteristics"]} == set(chars[uid])
     for t in env["rows"].values():
         for lab in t["labels"]:
             if lab["study_uid"] in by_uid:
@@ -260,6 +274,34 @@ def test_export_requests_are_validated(env):
     assert c.post("/api/exports", json={"study_uids": ["1.2"], "format": "xml"}, headers=h(key)).status_code == 422
     assert c.post("/api/exports", json={"study_uids": ["1.2"], "format": "json"}).status_code == 401
     assert c.get("/api/exports/exp_nothing", headers=h(key)).status_code == 404
+
+
+def chars_of(env) -> dict[str, dict]:
+    out: dict[str, dict] = {}
+    for t in env["rows"].values():
+        for c in t.get("characteristics", []):
+            out.setdefault(c["study_uid"], {})[c["field"]] = c["value_num"] if c["value_num"] is not None else c["value"]
+    return out
+
+
+def test_characterization_and_slice_thickness_filter_and_facet(env):
+    key = signup(env, "Caracteriza SA", regions=("co", "br"))["api_key"]
+    c, chars = env["client"], chars_of(env)
+    r = c.get("/api/studies", params={"thickness_min": 1, "thickness_max": 3, "page_size": 50}, headers=h(key)).json()
+    want = {u for u, f in chars.items() if 1 <= f["slice_thickness_mm"] <= 3}
+    assert want and {x["study_uid"] for x in r["results"]} == want and r["total"] == len(want)
+    assert r["facets"]["slice_thickness"] == dict(Counter(
+        f"{round(f['slice_thickness_mm'] * 2) / 2:g}" for f in chars.values()))
+    r = c.get("/api/studies", params={"characteristic": "contrast:with", "modality": "CT", "page_size": 50},
+              headers=h(key)).json()
+    want = {u for u, f in chars.items() if f["contrast"] == "with"
+            and next(s for s in studies_of(env, "co") + studies_of(env, "br") if s["study_uid"] == u)["modality"] == "CT"}
+    assert {x["study_uid"] for x in r["results"]} == want
+    assert r["facets"]["characteristic"]["contrast:with"] == sum(
+        1 for u, f in chars.items() if f["contrast"] == "with"
+        and next(s for s in studies_of(env, "co") + studies_of(env, "br") if s["study_uid"] == u)["modality"] == "CT")
+    item = r["results"][0]
+    assert "contrast:with" in item["characteristics"] and item["slice_thickness"] is not None
 
 
 # ------------------------------------------------------------------ accounts
