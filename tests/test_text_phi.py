@@ -414,3 +414,26 @@ def test_shipped_ner_model_is_the_default() -> None:
     s = TextScrubber(["es"])
     assert (DEFAULT_NER_MODEL / "meta.json").exists() and (DEFAULT_NER_MODEL / "SOURCES.md").exists()
     assert s.ner_model_path == DEFAULT_NER_MODEL
+
+
+def test_meddocan_evaluator_scores_a_brat_folder(tmp_path, scrubber: TextScrubber) -> None:
+    """`sta eval-text` / text_eval on a brat folder: per-label removal, recall, kept words; years alone and countries are not counted as misses."""
+    from anonymization.text_eval import evaluate_dir
+
+    text = "Nombre: Juan Pérez.\nDomicilio: Calle Mayor 5, 28013 Madrid. País: España.\nOperado en 2015. Varón de 40 años con disnea.\n"
+    anns = [("NOMBRE_SUJETO_ASISTENCIA", "Juan Pérez"), ("CALLE", "Calle Mayor 5"), ("TERRITORIO", "28013"), ("TERRITORIO", "Madrid"),
+            ("PAIS", "España"), ("FECHAS", "2015"), ("EDAD_SUJETO_ASISTENCIA", "40 años")]
+    lines = [f"T{i}\t{label} {text.index(v)} {text.index(v) + len(v)}\t{v}" for i, (label, v) in enumerate(anns, 1)]
+    (tmp_path / "d1.txt").write_text(text, encoding="utf-8")
+    (tmp_path / "d1.ann").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    res = evaluate_dir(tmp_path, scrubber)
+    assert res["surface_removed"]["NOMBRE_SUJETO_ASISTENCIA"]["recall"] == 1.0
+    assert res["surface_removed"]["TERRITORIO"] == {"recall": 1.0, "n": 2}
+    assert "PAIS" not in res["surface_removed"] and "FECHAS" not in res["surface_removed"]  # kept on purpose
+    assert res["kept_words"] == 1.0 and res["per_type"]["CALLE"]["recall"] == 1.0
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "d1.txt").write_text(text.replace("Juan Pérez", "[NOMBRE]").replace("disnea", "[X]"), encoding="utf-8")
+    scored = evaluate_dir(tmp_path, scrubbed_dir=out)
+    assert scored["surface_removed"]["NOMBRE_SUJETO_ASISTENCIA"]["recall"] == 1.0
+    assert scored["surface_removed"]["TERRITORIO"]["recall"] == 0.0 and scored["kept_words"] < 1.0
