@@ -159,6 +159,16 @@ def test_ui_is_spanish_with_portuguese_and_english(site, page, artifacts_dir):
     wait_count(page, len(studies(site, ("co",))))
     body = page.inner_text("body")
     assert not ENGLISH.search(body), ENGLISH.search(body)
+    # The slice-thickness slider (the store has characterization here).
+    assert page.is_enabled("#thickness-max")
+    page.eval_on_selector("#thickness-max", "e => { e.value = 2.5; e.dispatchEvent(new Event('input')) }")
+    thick = {c["study_uid"]: c["value_num"] for t in site["rows"].values() for c in t.get("characteristics", [])
+             if c["field"] == "slice_thickness_mm"}
+    wait_count(page, sum(1 for s in studies(site, ("co",)) if thick.get(s["study_uid"]) is not None
+                         and thick[s["study_uid"]] <= 2.5))
+    assert "Grosor 0–2.5 mm" in page.inner_text("#active-filters") and "thickness_max=2.5" in page.url
+    page.screenshot(path=str(artifacts_dir / "thickness.png"), full_page=True)
+    page.click("#clear")
     page.select_option("#lang", "pt")
     page.wait_for_function("document.querySelector('#tab-studies').textContent === 'Buscar estudos'")
     assert page.inner_text("#advanced-toggle") == "Usar filtros avançados"
