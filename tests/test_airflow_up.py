@@ -114,6 +114,11 @@ def test_make_up_on_other_ports_runs_a_triggered_dag_and_stops_everything(tmp_pa
         state = _wait(lambda: (s := _http("GET", run_url, token=token)["state"]) in ("success", "failed") and s,
                       120, "the triggered run to finish", log)
         assert state == "success", log.read_text(errors="replace")[-3000:]
+        # the quarantine plugin is mounted, and checks the caller itself
+        assert _http("GET", f"{base}/sta-quarantine/api/items", token=token)["summary"]["items"] == 0
+        with pytest.raises(urllib.error.HTTPError) as denied:
+            _http("GET", f"{base}/sta-quarantine/api/items")
+        assert denied.value.code == 401
         # a reactive partner: a file dropped in its folder starts a run through the triggerer
         dag_url = f"{base}/api/v2/dags/ingest_up_react_co"
         _http("PATCH", dag_url, {"is_paused": False}, token)
