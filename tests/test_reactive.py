@@ -223,3 +223,31 @@ def test_trigger_form_options_narrow_repull_and_dry_run_the_pull(reactive_partne
     assert len(full.fetched) == 3  # re-pull everything
     with pytest.raises(ValueError):
         PullOptions(subfolder="../other_partner")
+
+
+def test_a_bucket_is_watched_too_and_a_pulled_object_no_longer_fires(s3_server, tmp_path: Path) -> None:  # noqa: ANN001
+    from support.helpers import make_partner, make_root, resolver
+
+    from transforms.pull import _source_fingerprint, pull_partner
+    from transforms.sources.s3 import S3Source
+
+    s3_server.proxy.clear()
+    bucket = s3_server.new_bucket()
+    partner = make_partner("p_watch", type="s3", conn_id="partner_s3", bucket=bucket, prefix="incoming")
+    root = make_root(tmp_path, partner)
+    client = s3_server.client()
+    source = S3Source(s3_server.connection(), bucket, "incoming")
+    clock = Clock()
+    state_db = root.state / _source_fingerprint(partner)
+    watch = SourceWatch(source.list, lambda: fetched_versions(state_db), 5, clock)
+    assert watch.poll().ready == 0
+    client.put_object(Bucket=bucket, Key="incoming/2026/a.dcm", Body=b"DICM" * 4)
+    client.put_object(Bucket=bucket, Key="outside/b.dcm", Body=b"x")  # not the partner's prefix
+    assert watch.poll().new == 1
+    clock.t = 6
+    assert watch.poll().ready == 1
+    pulled = pull_partner(partner, root, "run1", resolver(s3_server.connection()), backoff=0)
+    assert len(pulled.fetched) == 1
+    fresh = SourceWatch(source.list, lambda: fetched_versions(state_db), 0, clock)  # e.g. a restarted triggerer
+    assert fresh.poll().new == 0
+    source.close()
