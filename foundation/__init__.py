@@ -7,6 +7,7 @@
 - :mod:`foundation.quarantine` quarantine reasons (stable codes) and ``quarantine_file``
 - :mod:`foundation.schema`    Arrow schemas of the published tables and the per-file DICOM row
 - :mod:`foundation.ocr`       Tesseract primitives (words with boxes) shared by reports and pixels
+- :mod:`foundation.landing`   landing ids: how a raw file is named outside the partner's raw zone
 
 Only third-party libraries (pydantic, PyYAML, pyarrow, pytesseract) are imported
 here; ``tests/test_import_layers.py`` keeps it that way.

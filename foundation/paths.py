@@ -158,9 +158,15 @@ class RunFolder:
     outcomes/<name>.jsonl     one outcome line per file
     staged_dicom/             de-identified DICOM awaiting publication
     thumbnails/               series thumbnails awaiting publication
+    sources/<kind>-NNNNN.json output name -> landing path (raw zone: for verify's and review's look at originals)
     tables/<name>.parquet     the run's tables
     tables_links.parquet      keyed accession -> study rows for the partner's state
-    gate.json                 the Great Expectations result
+    gate.json                 the Great Expectations gate's result; checkpoints/<boundary>.json the others'
+    verification.jsonl        the leak ledger in progress (published as ledger/<run>.verification.jsonl)
+    review.json               the review sample's summary and the researcher's decision
+    ledger.json, commit_intent.json, publish_journal.json   publish's staged ledger and commit bookkeeping
+
+    The whole folder is in the raw zone and is deleted when the run is done (or by the next run's repair).
     """
 
     path: Path
