@@ -232,8 +232,12 @@ class PhiSet:
                 continue
             self._term(v, kind)
         for group in pn.split("="):
-            for comp in group.split("^"):
+            comps = [c.strip() for c in group.split("^") if c.strip()]
+            for comp in comps:
                 self._add_unspaced(comp, kind)
+            if len(comps) >= 2:  # CJK names are written unspaced and often one character each: 王^伟 -> 王伟
+                self._add_unspaced(comps[0] + comps[1], kind)
+                self._add_unspaced(comps[1] + comps[0], kind)
 
     def add_date(self, value: str, kind: str = "date") -> None:
         value = value.strip()
