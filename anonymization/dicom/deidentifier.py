@@ -45,8 +45,11 @@ from anonymization.profiles import Profile, ProfileSet
 
 STA_IMPLEMENTATION_UID = "2.25.160842107343296409787218540290722245437"
 
-pydicom_config.settings.reading_validation_mode = pydicom_config.WARN
-pydicom_config.settings.writing_validation_mode = pydicom_config.WARN
+# pydicom's value validation warns with the value quoted ("Invalid value for VR DA: '1958...'"):
+# such messages would carry PHI into logs. The readers validate what matters themselves (a VR that is
+# not one, numbers that are not numbers, control characters, lengths) and refuse with a reason.
+pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
+pydicom_config.settings.writing_validation_mode = pydicom_config.IGNORE
 # An element whose length does not fit its VR (a private US of 3 bytes, common in vendors' US
 # files) is kept as UN when a decoded file is re-encoded, as the header reader keeps it, instead
 # of failing the whole file with "re-encoding: BytesLengthException" (issue 10.4). The rules then
