@@ -166,8 +166,19 @@ def train(
         out.mkdir(parents=True, exist_ok=True)
         for child in best.iterdir():
             (shutil.copytree if child.is_dir() else shutil.copy2)(child, out / child.name)
+    _forget_training_paths(out / "config.cfg")
     perf = meta.get("performance", {})
     return {"seconds": round(elapsed, 1), "ents_f": perf.get("ents_f"), "ents_p": perf.get("ents_p"), "ents_r": perf.get("ents_r"), "path": str(out)}
+
+
+def _forget_training_paths(cfg: Path) -> None:
+    """The shipped config names no temporary training files (they are gone; paths.train/dev = null)."""
+    import re
+
+    if cfg.exists():
+        text = cfg.read_text(encoding="utf-8")
+        text = re.sub(r'(?m)^(train|dev) = ".*"$', r"\1 = null", text)
+        cfg.write_text(text, encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
