@@ -54,11 +54,13 @@ def read_header(fp: BinaryIO, size: int, reader: ReaderName = "fast") -> Header:
 
 def read_pydicom(fp: BinaryIO, size: int) -> Header:
     """pydicom parses the header (``stop_before_pixels``); its raw elements become nodes."""
+    forced = False  # read without the DICM prefix: garbage elements mean "not DICOM", not a damaged element
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             ds = pydicom.dcmread(fp, stop_before_pixels=True)
         except InvalidDicomError:
+            forced = True
             # A dataset without preamble/meta (PS3.10 7.1 is often ignored by old
             # modalities): accepted only if it parses into a composite object.
             fp.seek(0)
@@ -89,10 +91,14 @@ def read_pydicom(fp: BinaryIO, size: int) -> Header:
     try:
         nodes = read_nodes(ds)
     except BadElement as exc:
+        if forced and 0x00080016 not in ds._dict:  # a text file or PDF read as a dataset
+            raise Quarantine("not_dicom", "no DICM prefix and no readable dataset") from exc
         raise Quarantine("unreadable_element", str(exc)) from exc
     except Quarantine:
         raise
     except Exception as exc:  # noqa: BLE001 - a sequence or value pydicom cannot parse
+        if forced and 0x00080016 not in ds._dict:
+            raise Quarantine("not_dicom", "no DICM prefix and no readable dataset") from exc
         raise Quarantine("unreadable_element", type(exc).__name__) from exc
     media_class = str(getattr(ds.file_meta, "MediaStorageSOPClassUID", "") or "")
     pixels = streamable and _pixel_tag_at(fp, end, size)
