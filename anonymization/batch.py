@@ -161,6 +161,14 @@ def _special_kind(mode: int) -> str | None:
     return None
 
 
+def _preload() -> None:
+    """Modules and tables every worker needs on its first file, loaded before the pool forks."""
+    from anonymization.phi_scan import dicom_vocabulary
+    from anonymization.recognizers import dates, ids, names  # noqa: F401
+
+    dicom_vocabulary()
+
+
 def scan_inputs(root: Path) -> tuple[list[tuple[Path, str]], list[Outcome]]:
     """Every entry under ``root``: regular files to process, and the rest as rejected outcomes.
 
@@ -220,6 +228,7 @@ def deidentify_tree(
             o.result = None  # nothing identifying kept across files
             outcomes.append(o)
     else:
+        _preload()  # workers fork from here: what is loaded once is loaded for all of them
         # small enough chunks that no worker idles at the end, large enough to amortise the round trip
         chunk_size = max(1, min(chunk_size, len(files) // (workers * 8) or 1))
         chunks = [files[i : i + chunk_size] for i in range(0, len(files), chunk_size)]
