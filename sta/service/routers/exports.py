@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 from typing import Literal
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
@@ -94,12 +94,14 @@ def _own(db: DB, order_id: str, customer_id: int) -> dict:
 
 
 @router.get("/{order_id}", response_model=ExportStatus, summary="Status, progress and download link")
-def export_status(order_id: str, customer: CurrentCustomer, db: DB, settings: Settings, audit: Audit) -> dict:
+def export_status(order_id: str, request: Request, customer: CurrentCustomer, db: DB, settings: Settings,
+                  audit: Audit) -> dict:
     audit.filters = {"order_id": order_id}
     order = _own(db, order_id, customer.id)
     url = None
     if order["status"] == "ready":
-        url = download_path(order_id, settings.signer.sign(order_id, customer.id))
+        # Absolute, on the address the caller used (behind a proxy: its forwarded host).
+        url = str(request.base_url).rstrip("/") + download_path(order_id, settings.signer.sign(order_id, customer.id))
     return {"id": order_id, "status": order["status"], "progress": order["progress"], "download_url": url,
             "format": order["format"], "requested": len(order["study_uids"]), "n_studies": order["n_studies"],
             "bytes": order["bytes"], "created_at": order["created_at"], "finished_at": order["finished_at"],
