@@ -167,6 +167,10 @@ def _preload() -> None:
     from anonymization.recognizers import dates, ids, names  # noqa: F401
 
     dicom_vocabulary()
+    from importlib.util import find_spec
+
+    if find_spec("anonymization.encapsulated") is not None:
+        import anonymization.encapsulated  # noqa: F401 - the pixel filter every file with pixels calls
 
 
 def scan_inputs(root: Path) -> tuple[list[tuple[Path, str]], list[Outcome]]:
