@@ -349,3 +349,29 @@ def test_safe_listed_private_text_is_checked_like_any_kept_value(tmp_path):
     assert out[0x00091002].value == "HELICAL 0.6"  # safe and clean: kept as it was
     text = output_forms(result.output)
     assert "52318907" not in text and "munoz" not in text
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    family=st.sampled_from(["LI", "WU", "NG", "PAZ", "LUZ", "MUÑOZ", "GÜEMES", "IBÁÑEZ", "山田", "金", "Иванов"]),
+    given_name=st.sampled_from(["ANA", "EVA", "IAN", "JOSÉ", "太郎", "Ольга", "ÂNGELA"]),
+    form=st.sampled_from([str.upper, str.lower, str.title, lambda s: "".join(
+        c for c in __import__("unicodedata").normalize("NFKD", s) if not __import__("unicodedata").combining(c))]),
+    field=FIELDS,
+)
+def test_fuzz_short_accented_and_cjk_name_parts_never_survive(deid, tmp_path_factory, family, given_name, form, field):
+    tmp = tmp_path_factory.mktemp("fn")
+    ds = hospital_ct(PatientName=f"{family}^{given_name}")
+    _place(ds, field, f"control {form(family)} torax {form(given_name)}")
+    try:
+        result = deid.deidentify_file(save(ds, tmp / "in.dcm"), tmp / "out")
+    except Quarantine as q:
+        assert q.reason == "residual_phi"
+        return
+    out = pydicom.dcmread(result.output)
+    words = set()
+    for e in out.iterall():
+        if e.VR in ("LO", "SH", "LT", "ST", "UT", "UC") and e.value:
+            words.update(squash(w) for w in re.findall(r"[^\W\d_]+", str(e.value)))
+    for part in (family, given_name):
+        assert squash(part) not in words, part
