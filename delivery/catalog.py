@@ -22,15 +22,18 @@ from typing import Iterator
 
 import duckdb
 
-STORE_NAME = "consolidated.duckdb"
+from foundation.paths import PartnerRoot
+from transforms.consolidate import store_path
+
 _REGION_RE = re.compile(r"^[a-z]{2,8}$")
 UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 
 
 def discover_stores(data_root: Path) -> dict[str, Path]:
-    """Every region's store under ``data_root``."""
-    return {p.parent.parent.name: p for p in sorted(Path(data_root).glob(f"*/store/{STORE_NAME}"))
-            if _REGION_RE.match(p.parent.parent.name)}
+    """Every region's store under ``data_root`` (layout: ``transforms.consolidate.store_path``)."""
+    regions = [p.name for p in sorted(Path(data_root).iterdir()) if p.is_dir() and _REGION_RE.match(p.name)] \
+        if Path(data_root).is_dir() else []
+    return {r: store_path(r, data_root) for r in regions if store_path(r, data_root).is_file()}
 
 
 def entitled(stores: dict[str, Path], regions: list[str] | None) -> dict[str, Path]:
@@ -44,8 +47,9 @@ def customer_area(data_root: Path, customer_id: int) -> Path:
 
 
 def partner_root(store: Path, partner_id: str) -> Path:
-    """``<data>/<region>/partners/<id>`` of a region's store."""
-    return Path(store).parent.parent / "partners" / partner_id
+    """The partner's enclave (``foundation.paths.PartnerRoot``) of a region's store."""
+    store = Path(store)
+    return PartnerRoot(store.parent.parent.parent, store.parent.parent.name, partner_id).path
 
 
 def inside(root: Path, relative: str) -> Path | None:

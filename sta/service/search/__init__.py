@@ -6,6 +6,7 @@ benchmark.
 - ``index``: one region's filter columns in memory (numpy) and the keyword lookup;
 - ``stores``: the stores attached read-only, reloaded when a linking run replaces one;
 - ``search``: studies with facets and paging, patient timelines, study details, thumbnails;
+- ``patients``: patients by patient-level filters; ``partners``: display names (partners, label concepts);
 - ``shaping``: a store row as the API's result.
 """
 

@@ -31,7 +31,7 @@ from sta.service.search.index import RegionIndex, sql_str
 
 log = logging.getLogger(__name__)
 
-STORE_NAME = "consolidated.duckdb"
+from transforms.consolidate import STORE_NAME  # noqa: E402 - the store layout's one definition
 REGION_RE = re.compile(r"^[a-z]{2,8}$")
 
 
@@ -151,8 +151,10 @@ class StoreSet:
         return list(self.stores)
 
     def partner_root(self, region: str, partner_id: str) -> Path:
-        """``<data>/<region>/partners/<id>``: thumbnails are relative to it."""
-        return self.stores[region].parent.parent / "partners" / partner_id
+        """The partner's enclave (``delivery.catalog.partner_root``): thumbnails are relative to it."""
+        from delivery.catalog import partner_root
+
+        return partner_root(self.stores[region], partner_id)
 
     def _current_stamp(self) -> tuple:
         if self._data_root is not None:
