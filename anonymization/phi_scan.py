@@ -48,7 +48,7 @@ MIN_ID_DIGITS = 5  # digits-only form of an identifier (shorter ones collide wit
 
 _NON_WORD = re.compile(r"[\W_]+")
 _WORD = re.compile(r"[^\W_]+")
-_DIGIT_RUN = re.compile(r"\d+(?:[ .\-/]{1,2}\d+)*")
+_DIGIT_RUN = re.compile(r"\d+(?:[ .,\-/]{1,2}\d+)*")  # thousands commas too: 1,098,765,432
 # Scripts written without spaces between words: names are substrings there.
 _UNSPACED = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\u0e00-\u0e7f\uf900-\ufaff]")
 

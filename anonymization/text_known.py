@@ -99,7 +99,7 @@ def _name_patterns(v: str) -> tuple[re.Pattern, ...]:
 
 def _digits_pattern(v: str) -> re.Pattern:
     chars = [c for c in fold(v) if c.isalnum()]
-    body = r"[\s.\-/]?".join(re.escape(c) for c in chars)
+    body = r"[\s.,\-/]?".join(re.escape(c) for c in chars)  # 1,098,765,432 too
     return re.compile(rf"(?<![0-9a-z]){body}(?![0-9a-z])")
 
 
