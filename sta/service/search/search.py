@@ -185,10 +185,20 @@ def search_studies(
                     cands.append((_SORT_KEYS[filters.sort](row), r, i))
             cands.sort()
             page_rows = [(r, i) for _k, r, i in cands[offset:need]]
-        fetched: dict[str, dict[int, dict]] = {}
-        for r in {r for r, _i in page_rows}:
-            fetched[r] = _fetch(cur, r, np.array([i for rr, i in page_rows if rr == r]), "card")
-        results = [shaping.card(fetched[r][i]["card"]) for r, i in page_rows]
+        # Cards: the most recent studies top many different searches' first
+        # pages, so recently shown cards are kept (per snapshot) and only the
+        # others are read from the store.
+        cards: dict[tuple[str, int], str] = {}
+        for r, i in page_rows:
+            hit = snap.cards.get((r, i))
+            if hit is not None:
+                cards[(r, i)] = hit
+        for r in {r for r, i in page_rows if (r, i) not in cards}:
+            missing = np.array([i for rr, i in page_rows if rr == r and (rr, i) not in cards])
+            for i, row in _fetch(cur, r, missing, "card").items():
+                cards[(r, int(i))] = row["card"]
+                snap.cards.put((r, int(i)), row["card"])
+        results = [shaping.card(cards[(r, i)]) for r, i in page_rows]
     finally:
         cur.close()
     for f in facets:

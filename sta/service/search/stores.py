@@ -71,6 +71,7 @@ class Snapshot:
 
     def __init__(self, stores: dict[str, Path], threads: int | None) -> None:
         self.cache = ResultCache()
+        self.cards = ResultCache(20_000)  # card JSON by (region, row), ~1.5 kB each
         config: dict[str, Any] = {}
         if threads:
             config["threads"] = threads
