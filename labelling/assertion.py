@@ -63,12 +63,17 @@ def assert_mention(doc: Document, start: int, end: int, cue_list: list[Cue], cue
     inside = [c for c in cue_list if c.start >= cs and c.end <= ce]
     stops = [c for c in inside if c.kind == "stop"]
     weak = [c for c in inside if c.kind == "weakstop"]
+    # ", compatible con" / ", sugestiva de": after a comma, a new statement; a negation before it stops there.
+    fresh = [c for c in inside if (c.kind == "intro" or c.certainty == "uncertain")
+             and doc.folded[max(cs, c.start - 3):c.start].rstrip().endswith(",")]
     candidates: list[tuple[int, int, Cue]] = []
     for c in inside:
-        if c.kind in ("stop", "pseudo", "weakstop") or (c.start < end and c.end > start):
+        if c.kind in ("stop", "pseudo", "weakstop", "intro") or (c.start < end and c.end > start):
             continue
         cert = c.certainty
         blockers = stops + weak if cert in ("negative", "uncertain") else stops
+        if cert == "negative":
+            blockers = blockers + [f for f in fresh if f is not c]
         if c.end <= start and c.forward:
             if any(c.end <= s.start and s.end <= start for s in blockers):
                 continue

@@ -33,10 +33,11 @@ KIND_OF = {
     "family_following": "<family",
     "hypothetical": "hypothetical>",
     "weak_termination": "weakstop",
+    "positive_introducers": "intro",
 }
 # Explicit lists of the project beat negspacy's when one phrase is in both.
 _OWN = ("uncertain_preceding", "uncertain_following", "historical_preceding", "historical_following", "family",
-        "family_following", "hypothetical", "weak_termination")
+        "family_following", "hypothetical", "weak_termination", "positive_introducers")
 
 
 @dataclass(frozen=True)

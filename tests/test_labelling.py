@@ -268,3 +268,12 @@ def test_structured_fields_and_colon_lists():
         "No evidence of: pneumothorax, pleural effusion or consolidation.", "en").labels}
     assert got == {"pneumothorax": "negative", "pleural_effusion": "negative", "consolidation": "negative",
                    "normal": "positive"}
+
+
+def test_a_negation_stops_at_a_new_statement_after_a_comma():
+    got = label_report("Lesão hipodensa de 1,5 cm, sem realce, sugestiva de cisto.", "pt").by_concept()
+    assert got["cyst"].certainty == "uncertain"
+    got = label_report("Lesión sin realce, compatible con quiste simple.", "es").by_concept()
+    assert got["cyst"].certainty == "positive"
+    got = label_report("Sin derrame pleural, neumotórax ni consolidación.", "es").by_concept()
+    assert got["pneumothorax"].certainty == got["consolidation"].certainty == "negative"
