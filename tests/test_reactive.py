@@ -228,7 +228,7 @@ def test_trigger_form_options_narrow_repull_and_dry_run_the_pull(reactive_partne
 def test_a_bucket_is_watched_too_and_a_pulled_object_no_longer_fires(s3_server, tmp_path: Path) -> None:  # noqa: ANN001
     from support.helpers import make_partner, make_root, resolver
 
-    from transforms.pull import _source_fingerprint, pull_partner
+    from transforms.pull import pull_partner, sync_state_path
     from transforms.sources.s3 import S3Source
 
     s3_server.proxy.clear()
@@ -238,7 +238,7 @@ def test_a_bucket_is_watched_too_and_a_pulled_object_no_longer_fires(s3_server, 
     client = s3_server.client()
     source = S3Source(s3_server.connection(), bucket, "incoming")
     clock = Clock()
-    state_db = root.state / _source_fingerprint(partner)
+    state_db = sync_state_path(partner, root)
     watch = SourceWatch(source.list, lambda: fetched_versions(state_db), 5, clock)
     assert watch.poll().ready == 0
     client.put_object(Bucket=bucket, Key="incoming/2026/a.dcm", Body=b"DICM" * 4)

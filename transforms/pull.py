@@ -84,6 +84,7 @@ __all__ = [
     "pull_partner",
     "pull_from_source",
     "resolver_from",
+    "sync_state_path",
 ]
 
 log = logging.getLogger(__name__)
@@ -242,6 +243,11 @@ def _source_fingerprint(partner: "PartnerConfig") -> str:
     s = partner.source
     key = "|".join(str(x) for x in (s.type, s.path, s.conn_id, s.bucket, s.prefix, s.folder_id))
     return f"sync-{s.type}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.sqlite"
+
+
+def sync_state_path(partner: "PartnerConfig", root: "PartnerRoot") -> Path:
+    """The partner's sync-state database for its current source config (read by the reactive watch too)."""
+    return root.state / _source_fingerprint(partner)
 
 
 def sweep_temp_files(landing: Path) -> list[str]:

@@ -112,12 +112,12 @@ class SourceWatch:
 def partner_watch(partner_id: str, *, stable_seconds: float, connections: Any = None) -> tuple[SourceWatch, Callable[[], None]]:
     """A :class:`SourceWatch` on a partner's configured source and sync state, and a closer for the connector."""
     from foundation.partners import get_partner
-    from transforms.pull import _source_fingerprint
+    from transforms.pull import sync_state_path
     from transforms.sources import open_source
 
     partner = get_partner(partner_id)
     root = partner.root()
-    state_db = root.state / _source_fingerprint(partner)
+    state_db = sync_state_path(partner, root)
     source = open_source(partner, connections, base=root.base)
 
     def list_entries() -> Iterable[RemoteEntry]:
