@@ -247,3 +247,18 @@ def test_the_airflow_view_needs_an_airflow_login_and_shows_landing_ids(quarantin
     assert not [v for v in phi if v in tab.text or v in page.text]
     link = client.get("/sta-quarantine/", params={"dag_id": "link_co", "run_id": run}, headers=auth)
     assert "0 quarantined files" in link.text
+
+
+def test_the_partner_key_comes_from_its_secret_or_is_derived_per_partner(monkeypatch: pytest.MonkeyPatch) -> None:
+    import base64
+
+    from transforms.quarantine_admin import QuarantineError, partner_key
+
+    a, b = partner_key("part_a"), partner_key("part_b")
+    assert len(a) == 32 and a != b  # derived from the deployment key, one per partner
+    secret = base64.urlsafe_b64encode(bytes(range(32))).decode().rstrip("=")
+    monkeypatch.setenv("AIRFLOW_CONN_STA_QUARANTINE_PART_A", json.dumps({"conn_type": "generic", "password": secret}))
+    assert partner_key("part_a") == bytes(range(32))  # the Connection's password
+    monkeypatch.setenv("STA_QUARANTINE_KEY_PART_A", base64.urlsafe_b64encode(b"x" * 16).decode())
+    with pytest.raises(QuarantineError):
+        partner_key("part_a")  # a key of the wrong size is refused, not padded

@@ -69,8 +69,17 @@ class QuarantineError(ValueError):
 
 # -- keys and the sealed format ----------------------------------------------------------------
 def partner_key(partner_id: str) -> bytes:
-    """The partner's 32-byte quarantine key: its own secret if configured, else derived from the deployment key."""
+    """The partner's 32-byte quarantine key: its own secret if configured, else derived from the deployment key.
+
+    Its own secret: ``STA_QUARANTINE_KEY_<ID>``, or the password of the Connection
+    ``sta_quarantine_<id>`` given as ``AIRFLOW_CONN_STA_QUARANTINE_<ID>`` (what the
+    Airflow tasks resolve through the secrets backend; the CLI reads the same variable).
+    """
     own = os.environ.get(f"STA_QUARANTINE_KEY_{partner_id.upper()}")
+    if not own and os.environ.get(f"AIRFLOW_CONN_STA_QUARANTINE_{partner_id.upper()}"):
+        from transforms.sources.base import env_connection_resolver
+
+        own = env_connection_resolver(f"sta_quarantine_{partner_id}").password
     if own:
         key = base64.urlsafe_b64decode(own.strip() + "=" * (-len(own.strip()) % 4))
         if len(key) != 32:
