@@ -81,6 +81,7 @@ _MONTH_ALONE = re.compile(
     r"January|February|April|June|July|August|September|October|November|December)(?![\w])",
     re.IGNORECASE,
 )
+_RIO_DE = re.compile(r"\br[ií]o\s+de\s+$", re.IGNORECASE)
 _ISO = re.compile(r"(?<![\w/.-])(?P<y>(?:1[89]|20)\d\d)(?P<s>[-/.])(?P<m>[01]?\d)(?P=s)(?P<d>[0-3]?\d)(?![\w/]|\.\d)")
 _DMY = re.compile(r"(?<![\w/.-])(?P<a>[0-3]?\d)(?P<s>[-/.])(?P<b>[0-3]?\d)(?P=s)(?P<y>(?:1[89]|20)\d\d|\d\d)(?![\w/]|[.-]\d)")
 _COMPACT = re.compile(r"(?<![\w.-])(?P<y>(?:19|20)\d\d)(?P<m>0[1-9]|1[0-2])(?P<d>0[1-9]|[12]\d|3[01])(?![\w.-])")
@@ -194,6 +195,8 @@ def find_dates(text: str, language: str = "es") -> list[DateMatch]:
         mword = m.group("m")
         if mword.lower() in _LANG_LOOKUP["en"] and mword.lower() not in _LANG_LOOKUP["es"] and mword.lower() not in _LANG_LOOKUP["pt"] and not mword[0].isupper():
             continue
+        if _RIO_DE.search(text, 0, m.start()):
+            continue  # "Rio de Janeiro" is a city, not January
         month = (_LANG_LOOKUP.get(language, {}).get(mword.lower()) or _MONTH_LOOKUP[mword.lower()][1:])[0]
         render = _render_groups(m, {"m": lambda d, o=mword: _month_word(o, d.month, language)})
         add(DateMatch(m.start(), m.end(), dt.date(2000, month, 15), render, partial=True))
