@@ -75,7 +75,8 @@ with DAG(
     record = task(task_id="record", trigger_rule="none_failed_min_one_success")(T.record)()
     patient = task(task_id="notify_patient")(T.notify_patient)(order_id)
     plan = task(task_id="health_plan_check")(T.health_plan_check)(order_id)
-    end = EmptyOperator(task_id="end", trigger_rule="none_failed_min_one_success")
+    end = EmptyOperator(task_id="end", trigger_rule="none_failed_min_one_success",
+                        doc_md="End of the workflow: the order is recorded, held or rejected.")
 
     validate >> [reject, history]
     history >> population >> [notice, record]

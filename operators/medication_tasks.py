@@ -53,6 +53,8 @@ def intake() -> str:
 
 @_no_retry
 def validate(order_id: str) -> str:
+    """Fail state of seed 004: missing/contradictory fields, unknown drug, unit incompatible with the form,
+    dose outside the catalogue's absolute limits -> ``reject``; otherwise on to the history check."""
     from medication.workflow import validate as run
 
     return "history_check" if run(order_id) else "reject"
@@ -60,6 +62,8 @@ def validate(order_id: str) -> str:
 
 @_no_retry
 def history_check(order_id: str) -> dict[str, Any]:
+    """Daily dose vs the patient's own history (z-score when the drug is recurrent or permanent); the
+    result and its reasons are stored on the order."""
     from medication.workflow import history
 
     return history(order_id)
@@ -67,6 +71,8 @@ def history_check(order_id: str) -> dict[str, Any]:
 
 @_no_retry
 def population_check(order_id: str) -> str:
+    """Random Cut Forest score vs orders of the same drug, diagnosis group and age class (model version
+    recorded); an anomaly here or in the history check -> ``notify_prescriber``, else ``record``."""
     from medication.workflow import population
 
     return "notify_prescriber" if population(order_id) else "record"
@@ -74,6 +80,8 @@ def population_check(order_id: str) -> str:
 
 @_no_retry
 def notify_prescriber(order_id: str) -> dict[str, str]:
+    """E-mail the prescriber (``smtp_default``) the anomaly and its reasons; the review task shows the same
+    summary."""
     from medication.workflow import prescriber_notice
 
     msg = prescriber_notice(order_id)
@@ -83,6 +91,8 @@ def notify_prescriber(order_id: str) -> dict[str, str]:
 
 @_no_retry
 def apply_review(order_id: str, response: dict[str, Any] | None) -> str:
+    """Apply the prescriber's answer: Confirm -> ``record``; Modify -> re-checked, then ``record`` or
+    ``hold``; Hold or no answer (timeout default) -> ``hold``: the order is not sent."""
     from medication.workflow import apply_review as apply
 
     return apply(order_id, response)
@@ -90,6 +100,7 @@ def apply_review(order_id: str, response: dict[str, Any] | None) -> str:
 
 @_no_retry
 def hold(order_id: str) -> None:
+    """Mark the order held (not sent to the patient or the plan), with who or what decided it."""
     from medication.workflow import hold as run
 
     run(order_id)
@@ -97,6 +108,7 @@ def hold(order_id: str) -> None:
 
 @_no_retry
 def reject(order_id: str) -> list[str]:
+    """Record the rejection and its reasons (the order never reaches the patient)."""
     from medication.workflow import reject as run
 
     return run(order_id)
@@ -115,6 +127,7 @@ def record() -> dict[str, Any]:
 
 @_no_retry
 def notify_patient(order_id: str) -> bool:
+    """E-mail the patient the recorded order, when an address was given (none -> nothing sent)."""
     from medication.workflow import patient_notice, patient_notified
 
     msg = patient_notice(order_id)
