@@ -23,7 +23,7 @@ from delivery.accounts import PLANS
 from delivery.catalog import customer_area, discover_stores, entitled
 from delivery.database import now_iso
 from delivery.exports import build_package
-from delivery.links import LinkSigner, download_path
+from delivery.links import LinkSigner, download_page_path, download_path
 from delivery.mail import failed_message, ready_message
 from delivery.servicedb import ServiceDB
 from delivery.workspaces import WORKSPACE_NAME, build_workspace
@@ -89,10 +89,12 @@ def ready_email(db: ServiceDB, order_id: str, signer: LinkSigner, base_url: str)
         raise ValueError(f"no export order {order_id}")
     to = db.email_of(int(order["customer_id"]))
     if order["status"] == "ready":
-        url = base_url.rstrip("/") + download_path(order_id, signer.sign(order_id, int(order["customer_id"])))
-        subject, html = ready_message(order["customer"], order_id, url, order["n_studies"] or 0,
-                                      order["bytes"] or 0, signer.max_age_s // 3600,
-                                      not_available=len(order["study_uids"]) - (order["n_studies"] or 0))
+        token = signer.sign(order_id, int(order["customer_id"]))
+        base = base_url.rstrip("/")
+        subject, html = ready_message(order["customer"], order_id, base + download_page_path(order_id, token),
+                                      order["n_studies"] or 0, order["bytes"] or 0, signer.max_age_s // 3600,
+                                      not_available=len(order["study_uids"]) - (order["n_studies"] or 0),
+                                      api_url=base + download_path(order_id, token))
     else:
         subject, html = failed_message(order["customer"], order_id)
     return {"to": to, "subject": subject, "html": html}

@@ -69,3 +69,9 @@ class LinkSigner:
 def download_path(order_id: str, token: str) -> str:
     """The path (under the service's base URL) of a package download."""
     return f"/api/exports/{order_id}/download?token={token}"
+
+
+def download_page_path(order_id: str, token: str) -> str:
+    """The page that downloads a package with the customer's stored key (the
+    email's link: a browser cannot send X-API-Key by itself)."""
+    return f"/descarga?pedido={order_id}&token={token}"

@@ -171,8 +171,11 @@ def test_signup_search_cart_export_email_and_download(env):
     assert msg["X-Envelope-To"] == "vision.andina@example.org"
     assert order_id in msg["Subject"]
     html = box.html_of(msg)
-    link = re.search(r'href="([^"]+)"', html).group(1).replace("&amp;", "&")
+    page_link = re.search(r'href="([^"]+)"', html).group(1)
+    assert page_link.startswith(env["url"] + f"/descarga?pedido={order_id}&amp;token=")
+    link = re.search(r'(http://[^"&\s<]+/api/exports/[^"&\s<]+/download\?token=[^"&\s<]+)', html).group(1)
     assert link.startswith(env["url"] + f"/api/exports/{order_id}/download?token=")
+    assert page_link.replace("&amp;", "&").split("token=")[1] == link.split("token=")[1]
 
     # The link works once, for its owner.
     got = httpx.get(link, headers=h(key), timeout=60)

@@ -148,6 +148,15 @@ def test_signup_filters_cart_export_and_download(site, page, artifacts_dir):
     manifest = json.loads(zipfile.ZipFile(io.BytesIO(data)).read("manifest.json"))
     assert manifest["exported"] == len(picked) and manifest["format"] == "json"
 
+    # The email's link opens the page, which downloads with the stored key.
+    order_id = row.get_attribute("data-order")
+    customer = site["db"].customer("Navegante Datos")
+    token = LinkSigner(derive_secret(os.environ["STA_SECRET_KEY"])).sign(order_id, customer.id)
+    with page.expect_download() as dl:
+        page.goto(f"{site['url']}/descarga?pedido={order_id}&token={token}")
+    data = Path(dl.value.path()).read_bytes()
+    assert json.loads(zipfile.ZipFile(io.BytesIO(data)).read("manifest.json"))["exported"] == len(picked)
+
 
 ENGLISH = re.compile(r"\b(Search|Loading|Showing|results|Filters|Add|Export|Sex|Age|Manufacturer|Patient|Sort)\b")
 

@@ -49,6 +49,7 @@ def create_app(stores: StoreSet, db: ServiceDB, delivery: DeliverySettings | Non
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/", include_in_schema=False)
+    @app.get("/descarga", include_in_schema=False)  # the export email's link: the page downloads with the stored key
     def index() -> FileResponse:
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 

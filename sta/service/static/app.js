@@ -178,7 +178,8 @@ async function enter() {
   await checkKey();
   $("#login").hidden = true;
   $("#signup").hidden = true;
-  search();
+  if (typeof pending !== "undefined" && pending && location.pathname === "/descarga") downloadFromEmail();
+  else search();
 }
 
 $("#login-form").addEventListener("submit", async (ev) => {
@@ -654,9 +655,28 @@ $("#lang").addEventListener("change", (ev) => {
 });
 window.addEventListener("popstate", () => { readAddress(); search(); });
 
+// ---------- the export email's link: /descarga?pedido=…&token=… ----------
+const pending = (() => {
+  const p = new URLSearchParams(location.search);
+  return location.pathname === "/descarga" && p.get("pedido") && p.get("token") ? { id: p.get("pedido"), token: p.get("token") } : null;
+})();
+async function downloadFromEmail() {
+  if (!pending) return;
+  history.replaceState(null, "", "/");
+  showTab("exports");
+  try {
+    const res = await api(`/api/exports/${encodeURIComponent(pending.id)}/download?token=${encodeURIComponent(pending.token)}`);
+    const blob = await res.blob();
+    const a = el("a", { href: URL.createObjectURL(blob), download: `sta-export-${pending.id}.zip` });
+    document.body.append(a); a.click(); a.remove();
+  } catch (e) {
+    if (e.message !== "401") { showTab("studies"); $("#error").textContent = e.message; }
+  }
+}
+
 // ---------- start ----------
 applyI18n();
-readAddress();
+if (!pending) readAddress();
 renderSelection();
 if (!apiKey()) showLogin();
-else checkKey().then(search).catch(() => {});
+else checkKey().then(() => (pending ? downloadFromEmail() : search())).catch(() => {});
