@@ -35,7 +35,7 @@ class SqlOut(BaseModel):
 
 
 @router.post("/sql", response_model=SqlOut,
-             responses={400: {"model": Problem}, 403: {"model": Problem}, 409: {"model": Problem}},
+             responses={400: {"model": Problem}, 403: {"model": Problem}},
              summary="Run SQL on your Pro workspace (read-only, limited)")
 def sql(body: SqlIn, customer: CurrentCustomer, settings: Settings, audit: Audit) -> dict:
     audit.filters = {"sql": body.sql[:4000]}
