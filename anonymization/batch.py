@@ -261,7 +261,8 @@ def write_manifest(path: Path, outcomes: Iterable[Outcome]) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     with tmp.open("w", encoding="utf-8") as fp:
         for o in sorted(outcomes, key=lambda o: o.relpath):
-            fp.write(json.dumps(o.manifest_line(), ensure_ascii=False) + "\n")
+            # ASCII JSON: a file name that is not UTF-8 (surrogate-escaped bytes) stays representable
+            fp.write(json.dumps(o.manifest_line(), ensure_ascii=True) + "\n")
     os.replace(tmp, path)
 
 

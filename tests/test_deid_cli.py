@@ -107,3 +107,18 @@ def test_manifest_has_one_line_per_input_and_outputs_are_named_by_new_uids(tmp_p
         assert "MUNOZ" not in line["output"] and "52318907" not in line["output"]
     summary = json.loads(done.stdout)
     assert summary["input"] == 6 and summary["published"] + summary["quarantined"] + summary["rejected"] == 6
+
+
+def test_manifest_names_inputs_whose_names_are_not_utf8(tmp_path):
+    """File names are bytes on Linux: one that is not UTF-8 is still a manifest line (JSON escapes)."""
+    from anonymization.batch import deidentify_tree
+
+    inp = tmp_path / "in"
+    inp.mkdir()
+    (inp / "P\udce9REZ_1958.dcm").write_bytes(save(hospital_ct(), tmp_path / "x.dcm").read_bytes())
+    manifest = tmp_path / "m.jsonl"
+    summary = deidentify_tree(inp, tmp_path / "out", tmp_path / "q", DeidSettings("latam", clean_pixels=False),
+                              manifest=manifest)
+    lines = [json.loads(line) for line in manifest.read_text(encoding="ascii").splitlines()]
+    assert [line["input"] for line in lines] == ["P\udce9REZ_1958.dcm"] and summary["published"] == 1
+    assert "1958" not in lines[0]["output"] and "REZ" not in lines[0]["output"]
