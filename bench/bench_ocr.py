@@ -23,7 +23,8 @@ Every workload is printed beside a baseline measured in the same run:
 5. **Report text scrubbing**: one ``TextScrubber`` vs one built per report.
 
 Options: ``--only pages,files,sta,cines,bigcine,scrub``, ``--pages N``, ``--dicom N``, ``--cines N``, ``--cine-mb MB``,
-``--reports N``, ``--skip-baseline-cine``. About 4-6 minutes on 2 cores.
+``--reports N``, ``--skip-baseline-cine``. About 10 minutes on 2 free cores, most of it the
+baseline's whole-frame OCR.
 """
 
 from __future__ import annotations
