@@ -58,7 +58,8 @@ def _schedule(partner):  # noqa: ANN001, ANN202
 def build_dag(partner) -> DAG:  # noqa: ANN001
     with DAG(
         dag_id=partner.dag_id,
-        description=f"Ingest {partner.name} ({partner.country}) into its de-identified store",
+        # The partner by id: its display name is the hospital's, a value its own files carry as PHI (InstitutionName).
+        description=f"Ingest partner {partner.id} ({partner.country}) into its de-identified store",
         schedule=_schedule(partner),
         start_date=pendulum.datetime(2026, 1, 1, tz=partner.timezone),  # cron read in the partner's zone
         catchup=False,

@@ -38,7 +38,7 @@ def review_group(partner: Any, prepare: Any, apply: Any) -> TaskGroup:  # noqa: 
         prepared = prepare.override(task_id="prepare")(partner.id)
         approve = ReviewApproval(
             task_id="approve",
-            subject=f"Review {partner.name}: run {{{{ run_id }}}} "
+            subject=f"Review {partner.id}: run {{{{ run_id }}}} "
                     f"({{{{ ti.xcom_pull(task_ids='review.prepare')['shown'] }}}} studies)",
             body="{{ ti.xcom_pull(task_ids='review.prepare')['body'] }}",
             options=[APPROVE, *REJECT_OPTIONS],

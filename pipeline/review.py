@@ -120,7 +120,7 @@ def render(ctx: RunContext, items: list[dict[str, Any]], sheet_dir: Path, total:
     """Markdown body for the HITL task (images inline) and ``review.html`` beside the PNGs."""
     sheet_dir.mkdir(parents=True, exist_ok=True)
     sources = ctx.run.sources_map("dicom")
-    md = [f"**{ctx.partner.name}**: {total} studies selected for review in this run"
+    md = [f"**{ctx.partner.id}**: {total} studies selected for review in this run"
           + (f" (first {len(items)} shown)" if total > len(items) else "") + ".",
           "Approve publishes the run; Reject quarantines every file of it (give a reason)."]
     html_parts = [f"<h1>{ctx.partner.id}: review of run {ctx.run_id}</h1>"]
