@@ -162,6 +162,9 @@ def run_query(workspace: Path, sql: str, limits: Limits = Limits()) -> dict[str,
             raise QueryFailed(f"query stopped after the {limits.seconds:g} s limit") from exc
         except duckdb.OutOfMemoryException as exc:
             raise QueryFailed(f"query needs more than the {limits.memory} memory limit") from exc
+        except duckdb.PermissionException as exc:
+            raise QueryRefused("file and network access is disabled in workspaces "
+                               f"({str(exc).splitlines()[0].removeprefix('Permission Error: ')})") from exc
         except duckdb.Error as exc:
             msg = str(exc).splitlines()[0]
             if "read-only" in msg or "read only" in msg:
