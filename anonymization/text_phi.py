@@ -280,11 +280,13 @@ def _is_word_not_name(text: str, f: "Finding") -> bool:
     """A name/place/institution finding made only of common or clinical words, outside a name context."""
     if f.type not in ("PERSON", "LOCATION", "ORGANIZATION", "ADDRESS") or f.source == "known" or f.score >= 0.9:
         return False
+    if f.type == "LOCATION" and f.source == "pattern":
+        return False  # places.py weighs its own context (gazetteer words, postal codes, state codes)
     span = text[f.start : f.end]
     if f.type == "ADDRESS" and (f.source != "ner" or any(c.isdigit() for c in span)):
         return False
     words = re.findall(r"[^\W\d_]+", span)
-    if f.source == "ner" and not any(len(w) > 2 for w in words):
+    if f.source == "ner" and words and not any(len(w) > 2 for w in words) and not any(c.isdigit() for c in span):
         return not _NAME_CONTEXT.search(text[max(0, f.start - 25) : f.start])  # "C.I.": initials, not a place
     if not words or f.type in ("LOCATION", "ORGANIZATION") and len(words) > 1:
         return False  # "Ciudad Real", "Hospital General": a multi-word place/institution is a name
@@ -292,6 +294,12 @@ def _is_word_not_name(text: str, f: "Finding") -> bool:
     if not all(fold_word(w) in vocab or len(w) <= 2 for w in words):
         return False
     return not _NAME_CONTEXT.search(text[max(0, f.start - 25) : f.start])
+
+
+def ner_finding_is_noise(text: str, f: "Finding") -> bool:
+    """A NER span that is a word, a year alone, a non-date or a country: dropped inside the NER recognizer,
+    before Presidio's de-duplication, so a pattern finding of the same span survives."""
+    return _is_word_not_name(text, f) or _is_year_alone(text, f) or _is_country(text, f)
 
 
 def _is_country(text: str, f: "Finding") -> bool:

@@ -69,6 +69,8 @@ class NerRecognizer(EntityRecognizer):
         self._nlp = load_pipeline(self._path)
 
     def analyze(self, text: str, entities: List[str], nlp_artifacts=None) -> Optional[List[RecognizerResult]]:
+        from anonymization.text_phi import Finding, ner_finding_is_noise
+
         wanted = set(entities or self.supported_entities)
         out = []
         doc = self._nlp(text)
@@ -79,6 +81,8 @@ class NerRecognizer(EntityRecognizer):
             for start, end in _pieces(text, ent.start_char, ent.end_char, typ):
                 if len(text[start:end].split()) > MAX_WORDS.get(typ, 6):
                     continue  # a run-on entity: names and places are short
+                if ner_finding_is_noise(text, Finding(typ, start, end, 0.85, "ner")):
+                    continue
                 out.append(
                     RecognizerResult(
                         typ, start, end, 0.85,

@@ -162,8 +162,13 @@ LOCATION_LABEL_RE = re.compile(
 )
 # Mexican/Brazilian/Colombian sub-municipal units named by their kind.
 UNIT_RE = re.compile(
-    rf"(?<![\w])(?:Colonia|Col\.|Delegaci[óo]n|Alcald[íi]a|Municipio\s+de|Munic[íi]pio\s+de|Localidad\s+de|Vereda|Corregimiento|Distrito\s+de)[ \t]+(?:{_PART}[ \t]+)?{_NAMEWORD}(?:[ \t]+(?:{_PART}[ \t]+)?{_NAMEWORD}){{0,4}}"
+    rf"(?<![\w])(?:Colonia|Col\.|Delegaci[óo]n|Alcald[íi]a|Municipio\s+de|Munic[íi]pio\s+de|Localidad\s+de|Vereda|Corregimiento|Distrito\s+de|"
+    rf"Estado\s+de|Provincia\s+de|Departamento\s+de|Regi[óo]n\s+de|Comunidad\s+de|Comarca\s+de|Condado\s+de)[ \t]+(?:{_PART}[ \t]+)?{_NAMEWORD}(?:[ \t]+(?:{_PART}[ \t]+)?{_NAMEWORD}){{0,4}}"
 )
+
+
+# Mexico City's usual abbreviations ("México, D.F.", "CDMX").
+CAPITAL_ABBREV_RE = re.compile(r"(?<![\w.])(?:D\.\s?F\.|CDMX)(?![\w])")
 
 
 @lru_cache(maxsize=1)
@@ -211,6 +216,8 @@ def find_places(text: str, language: str = "es") -> list[Span]:
                 continue
         out.append(("LOCATION", m.start("v"), m.end("v"), 0.75))
         out.append(("ADDRESS", m.start("code"), m.end("code"), 0.6))
+    for m in CAPITAL_ABBREV_RE.finditer(text):
+        out.append(("LOCATION", m.start(), m.end(), 0.7))
     for m in UNIT_RE.finditer(text):
         out.append(("LOCATION", m.start(), m.end(), 0.75))
     for m in US_STATE_RE.finditer(text):
