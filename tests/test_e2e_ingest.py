@@ -243,15 +243,32 @@ _MATCHERS: dict[frozenset[str], re.Pattern[str]] = {}
 def _find_all(terms: set[str], folded: str) -> list[str]:
     """Every term found in folded text, by one alternation (a scan per term is too slow over MBs)."""
     key = frozenset(terms)
+    if not key:
+        return []
     if key not in _MATCHERS:
         alternation = "|".join(re.escape(t) for t in sorted(terms, key=len, reverse=True))
         _MATCHERS[key] = re.compile(rf"(?<!\w)(?:{alternation})(?!\w)")
     return sorted(set(_MATCHERS[key].findall(folded)))
 
 
+_EXACT: list[re.Pattern[str]] = []
+
+
+def _exact_values(truth: dict) -> None:
+    """The truth file's values as written (8+ characters), searched verbatim, case-insensitive, not inside a longer
+    token (the way an auditor greps): IDs, phones, UIDs, addresses, names as the hospital wrote them."""
+    names = [p.name.lower() for p in load_partners()]
+    values = sorted({v.lower() for v in truth.get("phi_values", []) if len(v) >= 8}, key=len, reverse=True)
+    values = [v for v in values if not any(v in n for n in names)]
+    assert values
+    _EXACT[:] = [re.compile(r"(?<![0-9a-z])(?:" + "|".join(re.escape(v) for v in values) + r")(?![0-9a-z])")]
+
+
 def _hits(terms: set[str], paths: set[str], raw: bytes) -> list[str]:
     text = raw.decode("utf-8", "ignore")
     found = [p for p in paths if p in text]
+    if _EXACT:
+        found += sorted({f"exact:{m}" for m in _EXACT[0].findall(text.lower())})
     return found + _find_all(terms, fold(text))
 
 
@@ -278,6 +295,7 @@ def test_no_planted_phi_outside_the_raw_zone(ingested):
     truth, _runs = ingested
     terms, paths = _planted(truth)
     assert terms and paths
+    _exact_values(truth)
     home = Path(os.environ["AIRFLOW_HOME"])
     db = sqlite3.connect(str(home / "airflow.db"))
     leaks = []
