@@ -17,27 +17,22 @@ Every failure raises :class:`Quarantine` with a machine-readable reason.
 
 from __future__ import annotations
 
-import io
 import re
-import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import pydicom
 from pydicom import config as pydicom_config
 
-from anonymization.dicom import verify
+from anonymization.dicom import pixel_path, verify
 from anonymization.dicom.actions import STA_VERSION_NAME, Actions
 from anonymization.dicom.errors import Quarantine
 from anonymization.dicom.header import Header, HeaderView
-from anonymization.dicom.readers import ReaderName, read_header, read_pydicom
-from anonymization.dicom.writer import PixelFilter, pixel_span, to_little_endian, write_file
-from anonymization.dicom_elements import (
-    BINARY_NUMBERS, BadElement, Node, encodings_of, file_meta, keyword, text_node, write_nodes,
-)
+from anonymization.dicom.readers import ReaderName, read_header
+from anonymization.dicom.writer import PixelFilter, pixel_span, write_file
+from anonymization.dicom_elements import BadElement, Node, encodings_of, file_meta, keyword, write_nodes
 from anonymization.identity import PatientIdentity, add_element_phi, read_identity, study_date
 from anonymization.keys import Keyring
 from anonymization.phi_scan import PhiSet
@@ -125,8 +120,8 @@ class Deidentifier:
         self.pixel_cleaner = pixel_cleaner
         self.pixel_filter = pixel_filter
         self.languages = languages
-        self.scan_pixel_bytes = _scan_pixels_fn()
-        self.stream_pixels = _stream_pixels_available()  # frame-by-frame cleaning (pixel module)
+        self.scan_pixel_bytes = pixel_path.scan_fn()
+        self.stream_pixels = pixel_path.stream_available()  # frame-by-frame cleaning (pixel module)
         self._actions: dict[str, Actions] = {}
 
     @property
@@ -159,72 +154,13 @@ class Deidentifier:
             risk = self._at_risk(header, view, profile)
             if risk and header.streamable and header.pixels and self.pixel_cleaner is not None and \
                     self.stream_pixels is not None:
-                return self._stream_cleaned(header, fp, size, dst_dir, relpath, act)
+                return pixel_path.stream_cleaned(self, header, fp, size, dst_dir, relpath, act)
             if risk or not header.streamable:
-                return self._in_memory(src, header, dst_dir, relpath, act, clean_pixels=bool(risk))
+                return pixel_path.in_memory(self, src, header, dst_dir, relpath, act, clean_pixels=bool(risk))
             if getattr(risk, "audit", False) and header.pixels and self.stream_pixels is not None and \
                     self.pixel_cleaner is not None:
-                self._audit(header, fp, size, act)
+                pixel_path.audit(self, header, fp, size, act)
             return self._write(header, fp, size, dst_dir, relpath, act, pixels_modified=False)
-
-    def _pixel_module(self) -> tuple[Any, Any]:
-        from anonymization import pixel_stream
-
-        settings = pixel_stream.PixelSettings(languages=self.languages)
-        return pixel_stream, settings
-
-    def _audit(self, header: Header, fp: BinaryIO, size: int, act: Actions) -> None:
-        """The sampled OCR audit of pixels the rule called safe (pixel module; a hit quarantines)."""
-        module, settings = self._pixel_module()
-        span = pixel_span(fp, header.end, size, header.implicit)
-        if span is None:
-            return
-        ident = self.identify(header.nodes, act.profile)
-        try:
-            module.audit_pixel_element(fp, span, header.view(), sorted(ident.phi.raw), settings, header.transfer_syntax)
-        except Exception as exc:  # noqa: BLE001 - PixelCleanError carries the reason
-            raise Quarantine(str(getattr(exc, "reason", "") or "burned_in_text_audit"),
-                             f"pixel audit: {type(exc).__name__}") from exc
-
-    def _stream_cleaned(self, header: Header, fp: BinaryIO, size: int, dst_dir: Path, relpath: str | None,
-                        act: Actions) -> DeidResult:
-        """At-risk pixels cleaned frame by frame from the file (memory ~ a few frames, issue 10.6)."""
-        module, settings = self._pixel_module()
-        span = pixel_span(fp, header.end, size, header.implicit)
-        if span is None:
-            raise Quarantine("unreadable_pixel_data", "no pixel data element where the header ends")
-        ident = self.identify(header.nodes, act.profile)
-        try:
-            cleaned = module.clean_pixel_element(fp, span, header.view(), sorted(ident.phi.raw), settings,
-                                                 header.transfer_syntax)
-        except Exception as exc:  # noqa: BLE001 - PixelCleanError carries the reason
-            raise Quarantine(str(getattr(exc, "reason", "") or "burned_in_text"),
-                             f"pixels could not be cleared: {type(exc).__name__}") from exc
-        try:
-            nodes = _updated(header.nodes, cleaned.updates, cleaned.removals)
-            header = Header(nodes, header.end, header.implicit, cleaned.transfer_syntax or header.transfer_syntax,
-                            header.media_class, header.pixels, header.reader, header.streamable)
-            return self._write(header, fp, size, dst_dir, relpath, act, pixels_modified=cleaned.modified,
-                               pixel_source=cleaned.write, span=span)
-        finally:
-            cleaned.close()
-
-    def _pixel_check(self, phi: PhiSet) -> Callable[[Path, Any], None] | None:
-        """The final scan of the written pixel bytes for the input's strong values (issue 10.3)."""
-        scan = self.scan_pixel_bytes
-        if scan is None:
-            return None
-        # 6+ characters: shorter terms occur by chance in hundreds of MB of native pixels
-        terms = [t for t in phi.searchable(include_weak=False, min_digits=8) if len(t.replace(" ", "")) >= 6]
-
-        def check(path: Path, span: Any) -> None:
-            # Encapsulated data is where text hides between the samples (JPEG COM/APPn segments,
-            # junk after EOI): every byte of it is searched. Native samples are pixel values, checked
-            # by the pixel-risk rule and OCR; bytes past their declared length are dropped by the filter.
-            if span is not None and span.encapsulated and terms and scan(path, span, terms):
-                raise Quarantine("residual_phi", f"{verify.tag_name(span.tag)} pixel_bytes")
-
-        return check
 
     @staticmethod
     def _at_risk(header: Header, view: HeaderView, profile: Profile) -> Any:
@@ -240,44 +176,6 @@ class Deidentifier:
         _collect(nodes, phi, act.keeps_private)
         return read_identity(HeaderView(nodes), self.keyring, self.actions_for(profile).rules, self.issuers,
                              self.partner_id, phi=phi)
-
-    def _in_memory(self, src: Path, header: Header, dst_dir: Path, relpath: str | None, act: Actions,
-                   *, clean_pixels: bool) -> DeidResult:
-        """Decoded whole: pixels to clean, or an encoding that cannot be streamed (deflate, big endian).
-
-        The (cleaned) dataset is re-encoded as Little Endian in memory and then
-        goes through the same header path as every other file: one set of rules.
-        """
-        try:
-            ds = pydicom.dcmread(src, force=True)
-        except Exception as exc:  # noqa: BLE001
-            raise Quarantine("unreadable_pixel_data", type(exc).__name__) from exc
-        modified = False
-        if clean_pixels:
-            if self.pixel_cleaner is None:
-                raise Quarantine("burned_in_text", "pixels at risk of burned-in text and no pixel cleaner is configured")
-            ident = self.identify(header.nodes, act.profile)
-            try:
-                self.pixel_cleaner(ds, sorted(ident.phi.raw))
-            except Quarantine:
-                raise
-            except Exception as exc:  # noqa: BLE001
-                reason = getattr(exc, "reason", None) or "burned_in_text"
-                raise Quarantine(str(reason), f"pixels could not be cleared: {type(exc).__name__}") from exc
-            modified = True
-        buf = io.BytesIO()
-        try:
-            implicit, little = to_little_endian(ds)
-            _fit_lengths(ds, implicit)
-            pydicom.dcmwrite(buf, ds, enforce_file_format=True, implicit_vr=implicit, little_endian=little)
-        except Quarantine:
-            raise
-        except Exception as exc:  # noqa: BLE001
-            raise Quarantine("write_error", f"re-encoding: {type(exc).__name__}") from exc
-        size = buf.tell()
-        buf.seek(0)
-        again = read_pydicom(buf, size)
-        return self._write(again, buf, size, dst_dir, relpath, act, pixels_modified=modified)
 
     def _write(self, header: Header, fp: BinaryIO, size: int, dst_dir: Path, relpath: str | None, act: Actions,
                *, pixels_modified: bool, pixel_source: Callable[[BinaryIO], int] | None = None,
@@ -319,7 +217,7 @@ class Deidentifier:
             filt = self.pixel_filter
             pixel_filter = lambda src_fp, sp, dst_fp: filt(src_fp, sp, top, dst_fp)  # noqa: E731
         written, digest, rewritten = write_file(out, header_bytes, fp, span, checksum=self.checksum, pixel_filter=pixel_filter,
-                                     check=self._pixel_check(ident.phi), pixel_source=pixel_source)
+                                     check=pixel_path.pixel_check(self.scan_pixel_bytes, ident.phi), pixel_source=pixel_source)
         rows, cols = _int(top.get("Rows")), _int(top.get("Columns"))
         frames = _i(info["NumberOfFrames"]) or (1 if rows else None)
         capped = act.profile.age_cap is not None and ident.age is not None and ident.age >= act.profile.age_cap
@@ -351,65 +249,6 @@ class Deidentifier:
             identity=ident,
             profile=act.profile.name,
         )
-
-
-def _stream_pixels_available() -> bool | None:
-    """Whether the pixel module's frame-by-frame cleaner is installed (imported on first use: it
-    brings numpy and the OCR stack, which files without at-risk pixels never need)."""
-    from importlib.util import find_spec
-
-    return True if find_spec("anonymization.pixel_stream") is not None else None
-
-
-def _updated(nodes: list[Node], updates: dict[str, str], removals: list[str]) -> list[Node]:
-    """Header values the pixel module changed (BurnedInAnnotation, PhotometricInterpretation ...)."""
-    from pydicom.datadict import dictionary_VR, tag_for_keyword
-
-    by_tag = {n.tag: n for n in nodes}
-    for kw in removals or []:
-        tag = tag_for_keyword(kw)
-        if tag is not None:
-            by_tag.pop(int(tag), None)
-    for kw, value in (updates or {}).items():
-        tag = tag_for_keyword(kw)
-        if tag is None or kw == "TransferSyntaxUID":
-            continue
-        vr = dictionary_VR(tag).split(" or ")[0]
-        if vr in BINARY_NUMBERS:
-            fmt = BINARY_NUMBERS[vr]
-            by_tag[int(tag)] = Node(int(tag), vr, struct.pack("<" + fmt, int(value)))
-        else:
-            by_tag[int(tag)] = text_node(int(tag), vr, str(value).split("\\"))
-    return sorted(by_tag.values(), key=lambda n: n.tag)
-
-
-def _scan_pixels_fn() -> Callable[..., bool] | None:
-    """The pixel module's byte scan (DEID_INTERFACES.md 4), imported on first use."""
-    from importlib.util import find_spec
-
-    if find_spec("anonymization.encapsulated") is None:
-        return None
-
-    def scan_pixel_bytes(path: Path, span: Any, terms: list[str]) -> bool:
-        from anonymization.encapsulated import scan_pixel_bytes as real
-
-        return bool(real(path, span, terms))
-
-    return scan_pixel_bytes
-
-
-def _fit_lengths(ds: Any, implicit: bool) -> None:
-    """Values longer than their VR allows in Explicit VR (e.g. a >64 KB US/SS written as a short VR,
-    or a text value too long for its 2-byte length): re-declared with the VR's long form (OW/UT)
-    so the re-encoding does not fail on the file's own odd lengths (issue 10.4)."""
-    if implicit:
-        return  # 4-byte lengths for every VR
-    for elem in ds.iterall():
-        if elem.VR in ("US", "SS", "US or SS") and isinstance(elem.value, (bytes, bytearray)) and len(elem.value) > 0xFFFF:
-            elem.VR = "OW"
-        elif elem.VR in ("LO", "SH", "ST", "LT", "CS", "DS", "IS", "PN", "AE", "AS", "DA", "TM", "DT") and \
-                isinstance(elem.value, str) and len(elem.value.encode("utf-8", "ignore")) > 0xFFFE:
-            elem.VR = "UT"
 
 
 def _collect(nodes: list[Node], phi: PhiSet, safe_private: Callable[[Node, list[Node]], bool]) -> None:
