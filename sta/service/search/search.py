@@ -51,8 +51,6 @@ def _region_search(
         preds["slice_thickness"] = idx.thickness_mask(*pf.thickness)
     base = keyword_mask(cur, idx, pf.words) if pf.words else None
 
-    # fails[i]: how many filters row i fails; a facet's rows are those failing
-    # none, or only that facet's own filter.
     # fails[i]: how many filters row i fails. A facet's rows are those failing
     # none, or only that facet's own filter, so every facet's rows lie among
     # the candidates failing at most one: found in one pass over the index,
