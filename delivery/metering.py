@@ -128,8 +128,9 @@ class MeteringMixin(Database):
 
     def usage(self, month: str) -> dict[str, Any]:
         """Per-partner usage and per-customer consumption of ``month`` (YYYY-MM)."""
-        if len(month) != 7 or month[4] != "-" or not (month[:4] + month[5:]).isdigit():
-            raise ValueError("month must be YYYY-MM")
+        if len(month) != 7 or month[4] != "-" or not (month[:4] + month[5:]).isdigit() \
+                or not 1 <= int(month[5:]) <= 12:
+            raise ValueError(f"month must be YYYY-MM (got {month!r})")
         rows = self.fetch(
             "SELECT partner_id, region, customer, kind, sum(studies) AS studies, count(*) AS deliveries "
             "FROM deliveries WHERE month = ? GROUP BY partner_id, region, customer, kind "
