@@ -92,6 +92,12 @@ def real_world_files() -> list[Path]:
         files += sorted(Path(data_store.__file__).parent.joinpath("data").glob("*.dcm"))
     except ImportError:
         pass
+    try:
+        import deid_data  # deid-data: pydicom/deid's test images, PHI-laden "dicom-cookies" among them
+
+        files += sorted(Path(deid_data.__file__).parent.rglob("*.dcm"))
+    except ImportError:
+        pass
     return sorted({f for f in files if f.is_file() and f.suffix.lower() in (".dcm", "") and f.stat().st_size < 40_000_000})
 
 
