@@ -375,3 +375,15 @@ def test_fuzz_short_accented_and_cjk_name_parts_never_survive(deid, tmp_path_fac
             words.update(squash(w) for w in re.findall(r"[^\W\d_]+", str(e.value)))
     for part in (family, given_name):
         assert squash(part) not in words, part
+
+
+def test_a_relatives_name_in_a_code_meaning_deep_in_a_sequence_is_removed(deid, tmp_path):
+    inner = Dataset()
+    inner.ConceptNameCodeSequence = Sequence([code_item("Acompañante: su hija Lucía Fernández")])
+    outer = Dataset()
+    outer.ContentSequence = Sequence([inner])
+    ds = hospital_ct(ContentSequence=Sequence([outer]))
+    result = deid.deidentify_file(save(ds, tmp_path / "in.dcm"), tmp_path / "out")
+    text = output_forms(result.output)
+    assert "fernandez" not in text and "lucia" not in text
+    assert "acompanante" in text  # the rest of the meaning stays
