@@ -75,7 +75,7 @@ INSTITUTION_RE = re.compile(
     rf"Health\s+Center|Imaging\s+Center|Laboratorio|Laborat[óo]rio|Unidad\s+M[ée]dica|IPS|E\.?S\.?E\.?|UBS|UPA|Hospital\s+Universitario|"
     rf"Hospital\s+das\s+Cl[íi]nicas|Cl[íi]nica\s+Universidad|Memorial|University\s+Hospital|General\s+Hospital|"
     rf"Children's\s+Hospital|Consejo|Consejer[íi]a|Ministerio|Sociedad|Organizaci[óo]n|Agencia|Colegio|Universidad|Universitat|Universidade|"
-    rf"Secretar[íi]a)"
+    rf"Secretar[íi]a|Centro\s+Nacional|Centro\s+de\s+Investigaci[óo]n|Facultad|Faculdade)"
     rf"(?:[ \t]+(?:(?:{_PART}|para|en|por|contra|sobre)[ \t]+)*(?:{_CAPN}|\d{{1,2}}(?=[ \t]+de[ \t]))){{1,6}}",
 )
 # Regional health services named whole: "Servicio Andaluz de Salud", "Servicio Castellano-Leonés de Salud".
