@@ -35,6 +35,15 @@ class Clock:
         return self.t
 
 
+def run_async(coro):  # noqa: ANN001, ANN201
+    """``asyncio.run`` in a thread of its own: the browser tests' sync Playwright keeps an event loop
+    running in the main thread for the whole session, where ``asyncio.run`` refuses to start."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
 def _watch(folder: Path, known: set | None = None, stable: float = 30.0) -> tuple[SourceWatch, Clock]:
     clock = Clock()
     src = FolderSource(folder)
@@ -147,7 +156,7 @@ def test_the_trigger_yields_an_event_when_a_file_arrives(reactive_partner: tuple
         await gen.aclose()
         return [event, event2]
 
-    events = asyncio.run(scenario())
+    events = run_async(scenario())
     assert [e.payload["new_files"] for e in events] == [1, 2]
     assert all(e.payload["partner_id"] == pid for e in events)
 
@@ -170,7 +179,7 @@ def test_the_trigger_waits_for_a_folder_that_does_not_exist_yet(reactive_partner
         await gen.aclose()
         return event
 
-    assert asyncio.run(scenario()).payload["new_files"] == 1
+    assert run_async(scenario()).payload["new_files"] == 1
 
 
 def test_a_reactive_partner_dag_is_scheduled_on_a_watched_asset(reactive_partner: tuple[str, Path],
