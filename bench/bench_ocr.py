@@ -264,7 +264,6 @@ def bench_sta_deid(files: list[tuple[Path, list[str], list[str]]], out: Path, wo
     import shutil
 
     import anonymization.batch as batch
-    import anonymization.dicom.deidentifier as deidentifier
 
     src = out / "in"
     src.mkdir(parents=True, exist_ok=True)
@@ -272,7 +271,7 @@ def bench_sta_deid(files: list[tuple[Path, list[str], list[str]]], out: Path, wo
         shutil.copyfile(p, src / f"{k:04d}.dcm")
     os.environ.setdefault("STA_SECRET_KEY", "bench-key-not-a-secret-0123456789abcdef")
     res: dict[str, dict[str, float]] = {}
-    saved = batch.pixel_cleaner, deidentifier._stream_pixels_available
+    saved = batch.pixel_cleaner, batch.build_deidentifier
     for engine in ("ours", "baseline"):
         if engine == "baseline":
             sys.path.insert(0, str(PROJECT / "bench"))
@@ -281,15 +280,20 @@ def bench_sta_deid(files: list[tuple[Path, list[str], list[str]]], out: Path, wo
             def whole(languages=("es", "pt", "en")):
                 return lambda ds, known: wholeframe_ocr.clean_burned_in(ds, known, languages=languages)
 
+            def build_in_memory(settings, key=None, _build=saved[1]):
+                deid = _build(settings, key)
+                deid.stream_pixels = None  # the former path: decoded whole, cleaned in memory
+                return deid
+
             batch.pixel_cleaner = whole  # type: ignore[assignment]
-            deidentifier._stream_pixels_available = lambda: None  # type: ignore[assignment]
+            batch.build_deidentifier = build_in_memory  # type: ignore[assignment]
         try:
             settings = batch.DeidSettings("latam", {}, "bench", {}, checksum=False, languages=("es",))
             t = time.perf_counter()
             summary = batch.deidentify_tree(src, out / f"{engine}-out", out / f"{engine}-q", settings, workers=workers)
             wall = time.perf_counter() - t
         finally:
-            batch.pixel_cleaner, deidentifier._stream_pixels_available = saved
+            batch.pixel_cleaner, batch.build_deidentifier = saved
         res[engine] = {"files_per_s": len(files) / wall, "published": float(summary["published"]),
                        "quarantined": float(summary["quarantined"])}
     return res
