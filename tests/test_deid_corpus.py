@@ -49,6 +49,19 @@ def corpora() -> dict[str, list[Path]]:
             for k, v in out.items()}
 
 
+def _decodable(src: Path) -> bool:
+    """pydicom (with the installed pylibjpeg/openjpeg/jpeg-ls plug-ins) decodes every frame."""
+    import pydicom
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pydicom.dcmread(src).pixel_array
+        return True
+    except Exception:  # noqa: BLE001
+        return False
+
+
 def test_real_world_corpora_publish_every_valid_file(tmp_path, capsys):
     deid = build_deidentifier(
         DeidSettings("latam", {"options": {"clean_pixel_data": False}}, clean_pixels=False, checksum=False), KEY)
@@ -62,8 +75,8 @@ def test_real_world_corpora_publish_every_valid_file(tmp_path, capsys):
                 reasons["published"] += 1
             except Quarantine as q:
                 reasons[q.reason] += 1
-                if q.reason not in NOT_PUBLISHABLE:
-                    details.append(f"{src.name}: {q}")
+                if q.reason not in NOT_PUBLISHABLE or (q.reason == "unreadable_pixel_data" and _decodable(src)):
+                    details.append(f"{src.name}: {q}")  # a valid file refused: a false alarm
         total = sum(reasons.values())
         rates[name] = (total, reasons["published"], dict(reasons))
         assert reasons["residual_phi"] == 0, details  # a false alarm: the rules removed these values
