@@ -83,7 +83,9 @@ def strip_jpeg(frame: bytes) -> bytes:
                     out += frame[pos:n].rstrip(b"\x00") + b"\xff\xd9"
                     return bytes(out)
                 nxt = frame[k + 1]
-                if nxt == 0x00 or 0xD0 <= nxt <= 0xD7 or nxt == 0xFF:
+                # 0xFF then a byte < 0x80 is data: stuffed 00 (10918) or JPEG-LS bit stuffing (14495),
+                # where every byte after 0xFF in a scan has its high bit clear; markers are >= 0x80.
+                if nxt < 0x80 or 0xD0 <= nxt <= 0xD7 or nxt == 0xFF:
                     scan = k + 1 if nxt == 0xFF else k + 2
                     continue
                 out += frame[pos:k]

@@ -39,6 +39,13 @@ if TYPE_CHECKING:
     from anonymization.dicom.deidentifier import DeidResult, Deidentifier
 
 
+def _why(exc: Exception) -> str:
+    """The true reason for a quarantine detail: a PixelCleanError's message is PHI-free by
+    construction ("BitsAllocated 32", "PALETTE COLOR pixels"); anything else gives its type only."""
+    message = getattr(exc, "message", None)
+    return f"{type(exc).__name__}: {message}" if isinstance(message, str) and message else type(exc).__name__
+
+
 def pixel_module(languages: tuple[str, ...]) -> tuple[Any, Any]:
     from anonymization import pixel_stream
 
@@ -57,7 +64,7 @@ def audit(deid: "Deidentifier", header: Header, fp: BinaryIO, size: int, act: Ac
         module.audit_pixel_element(fp, span, header.view(), sorted(ident.phi.raw), settings, header.transfer_syntax)
     except Exception as exc:  # noqa: BLE001 - PixelCleanError carries the reason
         raise Quarantine(str(getattr(exc, "reason", "") or "burned_in_text_audit"),
-                         f"pixel audit: {type(exc).__name__}") from exc
+                         f"pixel audit: {_why(exc)}") from exc
 
 
 def stream_cleaned(deid: "Deidentifier", header: Header, fp: BinaryIO, size: int, dst_dir: Path,
@@ -73,7 +80,7 @@ def stream_cleaned(deid: "Deidentifier", header: Header, fp: BinaryIO, size: int
                                              header.transfer_syntax)
     except Exception as exc:  # noqa: BLE001 - PixelCleanError carries the reason
         raise Quarantine(str(getattr(exc, "reason", "") or "burned_in_text"),
-                         f"pixels could not be cleared: {type(exc).__name__}") from exc
+                         f"pixels could not be cleared: {_why(exc)}") from exc
     try:
         nodes = updated(header.nodes, cleaned.updates, cleaned.removals)
         header = Header(nodes, header.end, header.implicit, cleaned.transfer_syntax or header.transfer_syntax,
@@ -123,7 +130,7 @@ def in_memory(deid: "Deidentifier", src: Path, header: Header, dst_dir: Path, re
             raise
         except Exception as exc:  # noqa: BLE001
             reason = getattr(exc, "reason", None) or "burned_in_text"
-            raise Quarantine(str(reason), f"pixels could not be cleared: {type(exc).__name__}") from exc
+            raise Quarantine(str(reason), f"pixels could not be cleared: {_why(exc)}") from exc
         modified = True
     buf = io.BytesIO()
     try:
