@@ -77,12 +77,14 @@ def gazetteer() -> frozenset[str]:
 
 
 # Country names in English (pycountry) and in Spanish/Portuguese where they differ.
-_LOCAL_COUNTRIES = """espana espanha mexico brasil peru panama estados unidos eeuu ee.uu. eua usa republica dominicana haiti
-alemania alemanha francia franca inglaterra reino unido italia holanda paises bajos suiza suica belgica belgica
-marruecos marrocos argelia egipto egito sudafrica africa do sul china japon japao rusia russia india
-colombia argentina chile ecuador equador venezuela bolivia uruguay uruguai paraguay paraguai cuba nicaragua
-honduras guatemala el salvador costa rica puerto rico portugal irlanda escocia grecia turquia suecia noruega
-dinamarca finlandia polonia rumania romenia ucrania canada canada australia""".split("\n")
+_LOCAL_COUNTRIES = (
+    "espana, espanha, mexico, brasil, peru, panama, estados unidos, eeuu, ee.uu., eua, usa, republica dominicana, haiti, "
+    "alemania, alemanha, francia, franca, inglaterra, reino unido, italia, holanda, paises bajos, suiza, suica, belgica, "
+    "marruecos, marrocos, argelia, egipto, egito, sudafrica, africa do sul, china, japon, japao, rusia, russia, india, "
+    "colombia, argentina, chile, ecuador, equador, venezuela, bolivia, uruguay, uruguai, paraguay, paraguai, cuba, nicaragua, "
+    "honduras, guatemala, el salvador, costa rica, puerto rico, portugal, irlanda, escocia, grecia, turquia, suecia, noruega, "
+    "dinamarca, finlandia, polonia, rumania, romenia, ucrania, canada, australia"
+)
 
 
 @lru_cache(maxsize=1)
@@ -90,9 +92,8 @@ def _countries() -> frozenset[str]:
     import pycountry
 
     out = {_fold(c.name) for c in pycountry.countries} | {_fold(getattr(c, "common_name", c.name)) for c in pycountry.countries}
-    for line in _LOCAL_COUNTRIES:
-        out.update(line.split())
-    return frozenset(out | {"estados unidos", "reino unido", "paises bajos", "republica dominicana", "el salvador", "costa rica", "puerto rico", "africa do sul"})
+    out.update(c.strip() for c in _LOCAL_COUNTRIES.split(","))
+    return frozenset(out)
 
 
 def is_country(name: str) -> bool:
@@ -202,6 +203,8 @@ def find_places(text: str, language: str = "es") -> list[Span]:
         line_start = s == 0 or text[s - 1] == "\n"
         if " " not in name and line_start and re.match(r"[ \t]*(?::|[a-záéíóúñ])", text[e : e + 3]):
             continue  # "Reading radiologist:", "Victoria refiere": a label or a sentence, not a place
+        if re.match(r"[ \t]*:", text[e : e + 3]):
+            continue  # "Registro: HC-3368": a field label, not the town of Registro
         if " " not in name and (name.lower() in lower_words or f in ambiguous) and not _in_context(text, s, e):
             continue
         # Even in context, a clinical word stays ("en Mayor medida") unless
@@ -221,7 +224,8 @@ def find_places(text: str, language: str = "es") -> list[Span]:
     for m in UNIT_RE.finditer(text):
         out.append(("LOCATION", m.start(), m.end(), 0.75))
     for m in US_STATE_RE.finditer(text):
-        if m.group("v") in _us_state_codes():
+        # "Sarah Whitfield, MD" / ", DO": physicians' degrees, not Maryland or a Spanish "DO".
+        if m.group("v") in _us_state_codes() and m.group("v") not in ("MD", "DO"):
             out.append(("LOCATION", m.start("v"), m.end("v"), 0.6))
     for m in LOCATION_LABEL_RE.finditer(text):
         v = m.group("v")
