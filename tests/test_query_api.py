@@ -108,10 +108,24 @@ def matches(s: dict, f: dict, exclude: str | None = None) -> bool:
     if f.get("date_to") and s["study_date_shifted"].isoformat() > f["date_to"]:
         return False
     if f.get("q"):
-        for kw in _words(f["q"]):
-            if not any(kw in w for w in s["words"]):
+        for concepts, words in _keyword_terms(f["q"]):
+            if concepts:  # a concept keyword: the concept's positive labels, in any language
+                if not any(c in concepts or family(c) in concepts for c in s["labels"]):
+                    return False
+            elif not all(any(kw in w for w in s["words"]) for kw in words):
                 return False
     return True
+
+
+def _keyword_terms(q: str) -> list[tuple[list[str], list[str]]]:
+    """The documented keyword semantics (README, issue 13): a phrase or word naming a concept in
+    es/pt/en means that concept's positive labels; other words match the report's words."""
+    from labelling import match_keyword
+
+    words = _words(q)
+    if len(words) > 1 and match_keyword(q):
+        return [(match_keyword(q), words)]
+    return [(match_keyword(w), [w]) for w in words]
 
 
 def expected_order(studies: list[dict], f: dict) -> list[str]:
@@ -229,8 +243,9 @@ def test_keywords_ignore_accents_and_case_in_every_language(env):
     assert a["total"] == b["total"] > 0
     langs = {x["report_language"] for x in a["results"]}
     assert {"es", "pt"} <= langs  # "nódulo" in both Spanish and Portuguese reports
-    pt = get(env, "/api/studies", q="calcificacoes").json()
-    assert pt["total"] > 0 and all("Calcificações" in x["report_text"] for x in pt["results"])
+    pt = get(env, "/api/studies", q="calcificacoes").json()  # a concept: found in every language
+    assert pt["total"] > 0 and all("calcification" in x["labels"] for x in pt["results"])
+    assert {"es", "pt"} <= {x["report_language"] for x in pt["results"]}
 
 
 def test_paging_and_sorting(env):
@@ -445,7 +460,7 @@ def test_synthetic_store_is_served_like_a_real_one(tmp_path):
     assert mg["total"] == out["facets"]["modality"]["MG"]  # every mammogram has a BI-RADS label
     kw = search_studies(stores, StudyFilters(q="nódulo"))
     assert 0 < kw["total"] < 3000
-    assert all("dulo" in r["report_text"] for r in kw["results"])
+    assert all("nodule" in r["labels"] for r in kw["results"])  # a concept keyword: its labels
     token = out["results"][0]["patient_token"]
     assert patient_timeline(stores, token)["n_studies"] >= 1
     same = search_studies(StoreSet.from_paths([again]), StudyFilters(page_size=5))

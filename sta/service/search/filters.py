@@ -127,6 +127,7 @@ class ParsedFilters:
         self.certainty_groups = group_values(f.label_certainty, lambda v: v.partition(":")[0])
         self.characteristic_groups = group_values(f.characteristic, lambda v: v.partition(":")[0])
         self.words = keywords(f.q)
+        self.keyword_plan = keyword_plan(f.q, self.words)
 
     def key(self) -> tuple:
         """A hashable form of everything that decides a result set (not its page)."""
@@ -136,6 +137,26 @@ class ParsedFilters:
         return (tuple(sorted((k, tuple(v)) for k, v in self.categorical.items())), self.age, self.dates,
                 self.thickness, groups(self.label_groups), groups(self.certainty_groups),
                 groups(self.characteristic_groups), tuple(w.lower() for w in self.words))
+
+
+def keyword_plan(q: str | None, words: list[str]) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
+    """What each keyword means: ``[(concept ids, words)]``, all terms AND-ed.
+
+    A keyword naming a concept in es/pt/en (``nodulo``, ``nodule``,
+    ``derrame pleural``, ``BI-RADS 4``; accents and spelling variants
+    ignored, ``labelling.match_keyword``) matches the concept's *positive*
+    labels in any language (a "sin nódulos" report is not a nodule study);
+    other keywords match words. The whole query is tried as one phrase first.
+    """
+    from labelling import match_keyword
+
+    if not words:
+        return []
+    if len(words) > 1:
+        whole = tuple(match_keyword(q or ""))
+        if whole:
+            return [(whole, tuple(words))]
+    return [(tuple(match_keyword(w)), (w,)) for w in words]
 
 
 _FAMILY_RE = re.compile(r"_\d+$")

@@ -234,3 +234,22 @@ def keyword_mask(cur: duckdb.DuckDBPyConnection, idx: RegionIndex, words: list[s
         hit[np.asarray(sids, dtype=np.int64) - 1] = True
         mask &= hit
     return mask
+
+
+
+def concept_keyword_mask(cur: duckdb.DuckDBPyConnection, idx: RegionIndex,
+                         plan: list[tuple[tuple[str, ...], tuple[str, ...]]]) -> np.ndarray:
+    """Rows matching every term of a keyword plan (``filters.keyword_plan``).
+
+    A concept term matches the concept's positive labels, so ``nodule``,
+    ``nódulo`` and ``nodulo`` give the same studies and a report that rules
+    the finding out is never a hit; a store without labels falls back to the
+    words. A plain term matches its words.
+    """
+    mask = np.ones(idx.n, dtype=bool)
+    for concepts, words in plan:
+        if concepts and "label" in idx.lists and idx.lists["label"].values:
+            mask &= idx.list_mask("label", {"concept": set(concepts)})
+        else:
+            mask &= keyword_mask(cur, idx, list(words))
+    return mask

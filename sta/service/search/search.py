@@ -25,7 +25,7 @@ import numpy as np
 
 from sta.service.search import shaping
 from sta.service.search.filters import FACETS, MAX_WINDOW, ParsedFilters, StudyFilters
-from sta.service.search.index import RegionIndex, keyword_mask
+from sta.service.search.index import RegionIndex, concept_keyword_mask
 from sta.service.search.stores import StoreSet
 
 
@@ -49,7 +49,7 @@ def _region_search(
         preds["characteristic"] = idx.list_mask("characteristic", pf.characteristic_groups)
     if pf.thickness:
         preds["slice_thickness"] = idx.thickness_mask(*pf.thickness)
-    base = keyword_mask(cur, idx, pf.words) if pf.words else None
+    base = concept_keyword_mask(cur, idx, pf.keyword_plan) if pf.words else None
 
     # fails[i]: how many filters row i fails. A facet's rows are those failing
     # none, or only that facet's own filter, so every facet's rows lie among
