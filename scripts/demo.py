@@ -151,7 +151,7 @@ def _link_and_search(partners, say) -> None:  # noqa: ANN001
         run = run_dag(dag_id)
         say(f"  {dag_id}: {run.state} in {run.seconds:.1f}s")
     from foundation.paths import data_root
-    from sta.query import StoreSet, StudyFilters, linked_patients, patient_timeline, search_studies
+    from sta.service.search import StoreSet, StudyFilters, linked_patients, patient_timeline, search_studies
 
     stores = StoreSet.discover(data_root())
     page = search_studies(stores, StudyFilters(q="nodulo", page_size=3), regions)

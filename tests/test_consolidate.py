@@ -10,7 +10,7 @@ import duckdb
 import numpy as np
 import pytest
 
-from sta.query import StoreSet, patient_timeline
+from sta.service.search import StoreSet, patient_timeline
 from transforms.consolidate import ConsolidationError, consolidate_region, store_path
 from foundation.schema import TABLES
 from synth.store_demo import DEMO_PARTNERS, build_demo_rows, demo_token, write_demo_partners, write_partner

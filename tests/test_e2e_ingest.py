@@ -202,7 +202,7 @@ def test_landing_is_empty_after_a_successful_run(ingested):
 def test_linking_dags_give_one_timeline_across_partners(ingested):
     """The regions' link DAGs (run by Airflow) consolidate; a shared patient's timeline spans both partners."""
     from synth.airflow_run import run_dag
-    from sta.query import StoreSet, linked_patients, patient_timeline
+    from sta.service.search import StoreSet, linked_patients, patient_timeline
 
     regions = sorted({p.region for p in load_partners()})
     for region in regions:

@@ -14,12 +14,11 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from sta.service.auth import require_customer
-from sta.service.db import Customer
+from sta.service.deps import CurrentCustomer
 
 router = APIRouter(tags=["medication"])
 STATIC = Path(__file__).resolve().parent.parent / "static"
@@ -103,7 +102,7 @@ def _checker(request: Request):  # noqa: ANN202 - medication.engine.Checker
 
 @router.post("/api/rx/orders", response_model=RxDecisionOut, status_code=201,
              summary="Submit a medication order (JSON fields or dictated text); returns the checks' verdict")
-def submit_order(body: RxOrderIn, request: Request, customer: Customer = Depends(require_customer)) -> dict:
+def submit_order(body: RxOrderIn, request: Request, customer: CurrentCustomer) -> dict:
     from medication.workflow import take_in
 
     payload = body.model_dump(exclude_none=True)
@@ -134,7 +133,7 @@ def submit_order(body: RxOrderIn, request: Request, customer: Customer = Depends
 
 
 @router.get("/api/rx/orders/{order_id}", summary="An order's record: status, every decision and event, with reasons")
-def get_order(order_id: str, request: Request, customer: Customer = Depends(require_customer)) -> dict:
+def get_order(order_id: str, request: Request, customer: CurrentCustomer) -> dict:
     store = _store(request)
     if store.get_order(order_id) is None:
         raise HTTPException(404, "no such order")
@@ -142,8 +141,8 @@ def get_order(order_id: str, request: Request, customer: Customer = Depends(requ
 
 
 @router.get("/api/rx/trends", summary="Population trends: dose distributions, anomaly rates, orders per prescriber")
-def trends(request: Request, drug: str | None = Query(None, max_length=80), dx: str | None = Query(None, max_length=8),
-           customer: Customer = Depends(require_customer)) -> dict:
+def trends(request: Request, customer: CurrentCustomer, drug: str | None = Query(None, max_length=80),
+           dx: str | None = Query(None, max_length=8)) -> dict:
     from medication import dashboard
 
     store = _store(request)
@@ -154,8 +153,8 @@ def trends(request: Request, drug: str | None = Query(None, max_length=80), dx: 
 
 @router.get("/api/rx/trends/{name}.svg", summary="A trends plot (doses, anomalies, prescribers) as SVG",
             response_class=Response)
-def trend_plot(name: str, request: Request, drug: str | None = Query(None, max_length=80),
-               dx: str | None = Query(None, max_length=8), customer: Customer = Depends(require_customer)) -> Response:
+def trend_plot(name: str, request: Request, customer: CurrentCustomer, drug: str | None = Query(None, max_length=80),
+               dx: str | None = Query(None, max_length=8)) -> Response:
     from medication import dashboard
 
     try:
