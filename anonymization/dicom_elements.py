@@ -152,7 +152,7 @@ def encodings_of(value: Any) -> tuple[str, ...]:
 
 # -- reading -------------------------------------------------------------------------------
 def _decode(tag: int, vr: str, raw: bytes, encodings: tuple[str, ...], implicit: bool = False) -> list[str]:
-    if raw.isascii():
+    if raw.isascii() and b"\x1b" not in raw:  # ISO 2022 (e.g. IR 87 Japanese) text is 7-bit with ESC
         text = raw.decode("ascii")
     else:  # pydicom's decoders: ISO 2022 escapes, multi-byte sets, PN component groups
         elem = RawDataElement(BaseTag(tag), vr, len(raw), raw, 0, implicit, True)

@@ -216,6 +216,8 @@ class PhiSet:
         digits = re.sub(r"\D", "", value)
         if not weak and len(digits) >= MIN_ID_DIGITS and len(digits) >= len(re.sub(r"\W", "", value)) - 3:
             self.digits.setdefault(digits, kind)  # an ID written with other separators or a prefix
+            if digits.startswith("0") and len(digits.lstrip("0")) >= 6:
+                self.digits.setdefault(digits.lstrip("0"), kind)  # PatientID 0052318907, text 52-318-907
         self._add_unspaced(value, kind)
 
     def add_name(self, pn: str, kind: str = "person_name") -> None:
