@@ -310,7 +310,7 @@ def test_review_reject_quarantines_the_run_and_publishes_only_the_ledger(incomin
 
 
 def test_review_without_answer_times_out_to_reject(incoming, tmp_path):
-    ctx = _ctx(incoming, tmp_path, "r1", review={"redacted_pixels": True, "timeout_hours": 2})
+    ctx = _ctx(incoming, tmp_path, "r1", review={"new_modality": True, "timeout_hours": 2})
     out = run_all(ctx, review=lambda prepared: {"chosen_options": ["Reject: other"], "responded_by_user": None})
     assert out["review"]["decision"] == "rejected" and out["review"]["reviewer"] == "timeout"
     assert "no decision within 2 h" in out["review"]["reason"]
