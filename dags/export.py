@@ -27,6 +27,9 @@ from airflow.sdk import Param, dag, task
 def export() -> None:
     @task
     def build(params: dict | None = None) -> str:
+        """**build**: the order's package under the customer's area (JSON or de-identified DICOM, optional
+        Parquet), streamed with bounded memory, checksums in the manifest; only studies of the customer's
+        regions and plan; every exported study metered. Progress is visible through ``GET /api/exports/{id}``."""
         from operators.delivery_tasks import build_export
 
         order_id = (params or {}).get("order_id", "")
@@ -35,6 +38,8 @@ def export() -> None:
 
     @task
     def email(order_id: str) -> dict:
+        """**email**: send the customer a signed, expiring, single-use download link through
+        ``smtp_default``."""
         from operators.delivery_tasks import email_export
 
         return email_export(order_id)

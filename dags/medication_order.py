@@ -69,6 +69,9 @@ with DAG(
             "duration_days": Param(None, type=["null", "number"], description="days (Modify)", source="task"),
         },
         response_timeout=timedelta(hours=float(os.environ.get("STA_RX_REVIEW_HOURS", "24"))),
+        doc_md="**prescriber_review** (human in the loop): the prescriber confirms, modifies (new dose, unit, "
+               "frequency or duration, re-checked) or holds the order, in Required Actions or through the "
+               "REST API; with no answer by the timeout the default, Hold, applies.",
     )
     decide = task.branch(task_id="apply_review")(T.apply_review)(order_id, review.output)
     hold = task(task_id="hold")(T.hold)(order_id)

@@ -28,6 +28,8 @@ from airflow.sdk import Param, dag, task
 def provision_workspace() -> None:
     @task
     def build(params: dict | None = None) -> int:
+        """**build**: the Pro customer's dedicated DuckDB workspace from the data the account is entitled
+        to (its regions and plan); refuses a request no operator approved."""
         from operators.delivery_tasks import provision_workspace as provision
 
         request_id = int((params or {}).get("request_id") or 0)
@@ -36,6 +38,8 @@ def provision_workspace() -> None:
 
     @task
     def email(request_id: int) -> dict:
+        """**email**: tell the customer the workspace is ready (SQL through ``POST /api/sql``, ``sta sql``
+        and the page's query box)."""
         from operators.delivery_tasks import email_workspace_ready
 
         return email_workspace_ready(request_id)
