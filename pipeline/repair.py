@@ -148,21 +148,3 @@ def orphan_files(root: PartnerRoot) -> list[Path]:
             out.extend(p for p in folder.rglob("*") if p.is_file() and p.relative_to(root.path).as_posix() not in referenced)
     return out
 
-
-def sweep_stale_identity(root: PartnerRoot, older_than_hours: float = 24.0) -> int:
-    """Identity maps of work folders untouched for ``older_than_hours`` (for ``sta quarantine purge``).
-
-    Outside a run, nothing tells a dead run from a live one but time: a run
-    writes into its work folder at least at every stage.
-    """
-    import time
-
-    if not root.work_root.is_dir():
-        return 0
-    cutoff = time.time() - older_than_hours * 3600
-    removed = 0
-    for folder in (p for p in root.work_root.iterdir() if p.is_dir()):
-        newest = max((p.stat().st_mtime for p in folder.rglob("*")), default=folder.stat().st_mtime)
-        if newest < cutoff:
-            removed += sweep_identity(RunFolder(folder, folder.name))
-    return removed

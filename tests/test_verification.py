@@ -376,20 +376,3 @@ def test_thumbnail_outlines_redacted_regions_in_red(tmp_path):
     assert not ((np.asarray(Image.open(__import__("io").BytesIO(plain)).convert("RGB"))[..., 0] > 200)
                 & (np.asarray(Image.open(__import__("io").BytesIO(plain)).convert("RGB"))[..., 1] < 60)).any()
 
-
-def test_stale_identity_maps_are_swept_outside_a_run(incoming, tmp_path):
-    import time
-
-    from pipeline import classify, deidentify, pull
-    from pipeline.repair import sweep_stale_identity
-
-    ctx = _ctx(incoming, tmp_path, "r1")
-    pull.run(ctx)
-    for b in classify.run(ctx)["dicom"]:
-        deidentify.run(ctx, b)
-    assert sweep_stale_identity(ctx.root, older_than_hours=1) == 0  # a live run's maps are kept
-    old = time.time() - 2 * 3600
-    for p in ctx.run.path.rglob("*"):
-        os.utime(p, (old, old))
-    assert sweep_stale_identity(ctx.root, older_than_hours=1) > 0
-    assert not _identity_maps(ctx)
