@@ -129,13 +129,28 @@ def compose(partners: Iterable[PartnerConfig]) -> dict[str, Any]:
             volumes=vols,
         )
     store_vols = [f"{HOST_ROOT}/{r}/store:{DATA}/{r}/store:ro" for r in sorted(by_region)]
+    # Exports and Pro workspaces (queue "delivery") read the regions' stores and the partners'
+    # de-identified DICOM, and write only customers' areas; other workflows (medication orders)
+    # run on the default queue with their own order store.
+    dicom_vols = [f"{HOST_ROOT}/{p.region}/partners/{p.id}/dicom:{DATA}/{p.region}/partners/{p.id}/dicom:ro"
+                  for p in partners]
+    services["worker-delivery"] = _airflow(
+        ["airflow", "celery", "worker", "-q", "delivery"],
+        environment={"STA_WORKER_NAME": "worker-delivery", **_conn_env("smtp_default")},
+        volumes=store_vols + dicom_vols + [f"{HOST_ROOT}/customers:{DATA}/customers", f"service-db:{DATA}/service"],
+    )
+    services["worker-default"] = _airflow(
+        ["airflow", "celery", "worker", "-q", "default"],
+        environment={"STA_WORKER_NAME": "worker-default", **_conn_env("smtp_default", "health_plan_api")},
+        volumes=[f"{HOST_ROOT}/medication:{DATA}/medication"],
+    )
     services["query-service"] = {
         "image": IMAGE,
         "env_file": [".env"],
         "environment": {"STA_DATA_ROOT": DATA},
         "command": ["sta", "serve", "--host", "0.0.0.0", "--port", "8000"],
         "ports": ["8000:8000"],
-        "volumes": store_vols + ["service-db:/var/lib/sta"],
+        "volumes": store_vols + [f"service-db:{DATA}/service"],
         "restart": "unless-stopped",
     }
     return {"services": services, "volumes": {"pgdata": {}, "service-db": {}}}

@@ -70,6 +70,19 @@ def test_a_worker_gets_only_its_own_partners_and_regions_credentials():
                 f"AIRFLOW_CONN_STA_STORAGE_{region.upper()}"}
 
 
+def test_every_queue_a_dag_uses_has_a_worker():
+    """No task may wait for ever in a queue nobody consumes (the old file's region-co/region-br)."""
+    import os
+
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
+    used = {t.queue for d in bag.dags.values() for t in d.tasks}
+    doc = yaml.safe_load(render(load_partners()))
+    consumed = {_queue(s) for s in _workers(doc).values()}
+    assert used and used <= consumed, used - consumed
+
+
 def test_every_region_has_a_linking_worker_and_the_services_exist():
     partners = load_partners()
     doc = yaml.safe_load(render(partners))
