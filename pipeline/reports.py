@@ -8,6 +8,8 @@ quarantined with a reason code.
 
 from __future__ import annotations
 
+import datetime as dt
+
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +54,7 @@ def run(ctx: RunContext, batch: int) -> dict[str, Any]:
             refuse(rel, src, "extract_error", f"{type(exc).__name__}")
             continue
         try:
-            keys = link_keys(extracted.text)
+            keys = link_keys(extracted.text, extracted.language)  # US reports: month-first dates
             accession = str(keys.get("accession_number") or keys.get("accession") or "").strip()
             ident = identities.get(accession) if accession else None
             link = links.get(keyring.content_id(accession.encode())) if accession and ident is None else None
@@ -61,12 +63,15 @@ def run(ctx: RunContext, batch: int) -> dict[str, Any]:
                 continue
             study_uid = (ident or link)["study_uid"]
             token = (ident or link)["patient_token"]
-            offset_days = ident["offset_days"] if ident else keyring.time_offset(token).days
+            # The patient token's offset: the one its DICOM dates moved by, whichever partner sent them.
+            offset = (dt.timedelta(days=ident["offset_days"]) if ident
+                      else keyring.time_offset(token, ctx.profile.date_shift_range_days))
             known = list(ident["phi"]) if ident else []
             for k, v in keys.items():
                 if k != "study_date" and v:
                     known.extend(str(x) for x in (v if isinstance(v, list) else [v]))
-            result = scrubber.scrub(extracted.text, extracted.language, known_phi=known, date_shift_days=offset_days)
+            result = scrubber.scrub(extracted.text, extracted.language, known_phi=known,
+                                    date_offset=offset, profile=ctx.profile.name)  # us_hipaa: years only
             phi = PhiSet()
             for value in known:
                 (phi.add_name if "^" in value else phi.add_text)(value)
