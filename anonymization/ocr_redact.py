@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -86,6 +87,9 @@ class PixelCleanResult:
     ocr_calls: int = 0
 
 
+_OCR_LETTERS = str.maketrans("01258", "oizsb")  # digits OCR reads for letters
+
+
 def is_safe_annotation(word: str) -> bool:
     w = re.sub(r"\s", "", word).upper()
     return not w or w in SAFE_WORDS or bool(_SAFE_RE.match(w)) or w.strip(".,:;") in SAFE_WORDS
@@ -132,8 +136,15 @@ class PhiMatcher:
         w = re.sub(r"[^0-9a-z]", "", self.fold(word))
         if len(w) < 3:
             return False
+        # OCR reads letters of a name as digits ("ZZZ" -> "22Z"): compared to names in letters too.
+        wa = w.translate(_OCR_LETTERS)
         for t in self.tokens:
             if t in w or (len(w) >= 4 and w in t) or (len(t) >= 5 and edit1(w, t)):
+                return True
+            if t.isalpha() and wa != w and (t in wa or (len(t) >= 5 and edit1(wa, t))):
+                return True
+            # A name cut by the banner's width ("PATIENTFI..." read as "PATIENTFT_"): a long shared prefix.
+            if t.isalpha() and len(t) >= 6 and len(wa) >= 6 and os.path.commonprefix([wa, t]).__len__() >= 6:
                 return True
         return False
 
@@ -433,7 +444,9 @@ def clean_burned_in(
     arr, photometric = _decode(ds)
     if arr.dtype.kind == "f":
         raise PixelCleanError("unsupported_pixel_data", "float pixel data")
-    samples = int(ds.get("SamplesPerPixel", 1))
+    # A PALETTE COLOR image is read as RGB (3 samples) although its header says 1 sample:
+    # counted from the decoded photometric, else its 480 rows were taken for 480 frames.
+    samples = 3 if photometric == "RGB" else int(ds.get("SamplesPerPixel", 1))
     n_frames = int(ds.get("NumberOfFrames", 1) or 1)
     frames = arr[np.newaxis, ...] if n_frames == 1 and arr.ndim == (3 if samples > 1 else 2) else arr
     bits = int(ds.get("BitsStored", 0) or 0) or None
@@ -463,6 +476,8 @@ def _store(ds, arr: np.ndarray, photometric: str) -> None:
     ds.HighBit = int(ds.BitsStored) - 1
     for kw in ("ExtendedOffsetTable", "ExtendedOffsetTableLengths", "RedPaletteColorLookupTableDescriptor",
                "GreenPaletteColorLookupTableDescriptor", "BluePaletteColorLookupTableDescriptor",
-               "RedPaletteColorLookupTableData", "GreenPaletteColorLookupTableData", "BluePaletteColorLookupTableData"):
+               "RedPaletteColorLookupTableData", "GreenPaletteColorLookupTableData", "BluePaletteColorLookupTableData",
+               "SegmentedRedPaletteColorLookupTableData", "SegmentedGreenPaletteColorLookupTableData",
+               "SegmentedBluePaletteColorLookupTableData", "PaletteColorLookupTableUID"):
         if kw in ds and (photometric == "RGB" or kw.startswith("Extended")):
             del ds[kw]
