@@ -153,7 +153,7 @@ class Deidentifier:
             act = self.actions_for(profile)
             risk = self._at_risk(header, view, profile)
             if risk and header.streamable and header.pixels and self.pixel_cleaner is not None and \
-                    self.stream_pixels is not None:
+                    self.stream_pixels is not None and not _decoded_whole(view):
                 return pixel_path.stream_cleaned(self, header, fp, size, dst_dir, relpath, act)
             if risk or not header.streamable:
                 return pixel_path.in_memory(self, src, header, dst_dir, relpath, act, clean_pixels=bool(risk))
@@ -249,6 +249,12 @@ class Deidentifier:
             identity=ident,
             profile=act.profile.name,
         )
+
+
+def _decoded_whole(view: HeaderView) -> bool:
+    """A layout the frame streamer refuses but the in-memory path reads (PALETTE COLOR: the palette
+    is applied, cleaned as RGB): cleaned there rather than quarantined as unsupported."""
+    return view.text("PhotometricInterpretation").strip().upper() == "PALETTE COLOR"
 
 
 def _collect(nodes: list[Node], phi: PhiSet, safe_private: Callable[[Node, list[Node]], bool]) -> None:
