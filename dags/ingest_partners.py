@@ -88,8 +88,11 @@ def build_dag(partner) -> DAG:  # noqa: ANN001
         texts = t.reports.override(max_active_tis_per_dagrun=slots, doc_md=t.reports.function.__doc__).partial(partner_id=pid).expand(
             batch=report_batches)
         joined >> texts
-        verified = t.verify(pid)  # residual PHI in every output, leak ledger, identity maps deleted
-        [joined, texts] >> verified
+        checked = t.verify_batch.override(max_active_tis_per_dagrun=slots, doc_md=t.verify_batch.function.__doc__).partial(partner_id=pid).expand(
+            batch=dicom_batches)  # residual PHI in each batch's DICOM (bytes, pixels by OCR sample)
+        joined >> checked
+        verified = t.verify(pid)  # reports, hits quarantined, leak ledger, identity maps deleted
+        [checked, texts] >> verified
         verified >> t.sweep_identity(pid)  # all_done: also when a stage before it failed
         tables = t.build_tables(pid)  # + GX checkpoint: report text
         verified >> tables

@@ -275,6 +275,10 @@ class RunFolder:
         """The leak ledger in progress: one line per output file (classes checked, outcome; never values)."""
         return self.path / "verification.jsonl"
 
+    def verification_batch(self, batch: int) -> Path:
+        """One DICOM batch's verification (leak-ledger lines and hits), written by its mapped verify task."""
+        return self.path / "verification" / f"dicom-{batch:05d}.json"
+
     @property
     def review(self) -> Path:
         """The review sample and its decision."""

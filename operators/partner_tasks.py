@@ -118,6 +118,16 @@ def dicom_done(partner_id: str, run_id: str | None = None) -> dict[str, Any]:
     return _verdict(check, _ctx(partner_id, run_id), "deid_metadata")
 
 
+@task(max_active_tis_per_dagrun=4)
+def verify_batch(partner_id: str, batch: int, run_id: str | None = None) -> dict[str, Any]:
+    """**verify_batch[batch]**: one DICOM batch's outputs searched for their inputs' identifying values: header
+    re-read by the other reader, every byte incl. pixel data, OCR of a sample of its pixels. Hits are acted on by
+    ``verify``. Log: counts."""
+    from pipeline import verify as stage
+
+    return stage.run_batch(_ctx(partner_id, run_id), batch)
+
+
 @task(trigger_rule="none_failed")  # also when a run has no reports (skipped mapped task)
 def verify(partner_id: str, run_id: str | None = None) -> dict[str, Any]:
     """**verify**: every output searched again for its input's identifying values: DICOM re-read by the other

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from pipeline.context import RunContext
 
-STAGES = ("pull", "classify", "deidentify", "dicom_done", "reports", "verify", "sweep_identity", "tables",
+STAGES = ("pull", "classify", "deidentify", "dicom_done", "reports", "verify_batch", "verify", "sweep_identity", "tables",
           "validate", "review", "publish", "cleanup")
 
 
@@ -30,6 +30,7 @@ def run_all(ctx: RunContext, *, connections: Any = None,
     out["dicom_done"] = checkpoints.check(ctx, "deid_metadata")
     out["reports"] = [reports.run(ctx, b) for b in out["classify"]["report"]]
     try:
+        out["verify_batch"] = [verify.run_batch(ctx, b) for b in out["classify"]["dicom"]]
         out["verify"] = verify.run(ctx)
     finally:
         out["sweep_identity"] = cleanup.sweep(ctx)

@@ -43,7 +43,22 @@ REASON = "residual_phi_verify"
 
 
 @timed
+def run_batch(ctx: RunContext, batch: int) -> dict[str, Any]:
+    """Verify one DICOM batch (a mapped task: the byte scans and OCR of a partner's files spread over workers)."""
+    work = ctx.work()
+    lines, hits = _verify_dicom_batch(ctx, _PhiIndex(load_identities(ctx)), batch)
+    _write_batch(work.verification_batch(batch), lines, hits)
+    return {"batch": batch, "checked": len(lines), "ocr_checked": sum("ocr" in ln["checked"] for ln in lines),
+            "residual": len(hits)}
+
+
+@timed
 def run(ctx: RunContext) -> dict[str, Any]:
+    """Verify the reports, act on every hit (batches' and reports'), write links and the leak ledger, forget identities.
+
+    A DICOM batch whose mapped verification left no result (run from a shell, or a batch added after) is verified here:
+    no output is published unverified.
+    """
     from pipeline.repair import sweep_identity
     from transforms.tables import write_links
 
@@ -53,14 +68,13 @@ def run(ctx: RunContext) -> dict[str, Any]:
         lines: list[dict[str, Any]] = []
         hits: dict[str, set[str]] = {"dicom": set(), "report": set()}
         for rows_file in work.rows_files("dicom"):
-            rows = pq.read_table(rows_file).to_pylist()
-            sample = _ocr_sample(rows)
-            for r in rows:
-                line = verify_dicom(work.staged_dicom / r["path"], phi.of(r["study_uid"]), r,
-                                    ocr=r["sop_uid"] in sample, languages=ctx.partner.report_languages)
-                lines.append(line)
-                if line["outcome"] != "clean":
-                    hits["dicom"].add(r["path"])
+            batch = int(rows_file.stem.rsplit("-", 1)[1])
+            done = work.verification_batch(batch)
+            if not done.exists():
+                _write_batch(done, *_verify_dicom_batch(ctx, phi, batch))
+            data = json.loads(done.read_text(encoding="utf-8"))
+            lines.extend(data["lines"])
+            hits["dicom"].update(data["hits"])
         for rows_file in work.rows_files("report"):
             for r in pq.read_table(rows_file).to_pylist():
                 line = verify_report(r, phi.of(r["study_uid"]))
@@ -76,6 +90,25 @@ def run(ctx: RunContext) -> dict[str, Any]:
             fh.write(json.dumps(line, sort_keys=True) + "\n")
     return {"checked": len(lines), "ocr_checked": sum("ocr" in ln["checked"] for ln in lines),
             "quarantined": quarantined, "links": links, "identity_maps_removed": swept}
+
+
+def _verify_dicom_batch(ctx: RunContext, phi: "_PhiIndex", batch: int) -> tuple[list[dict[str, Any]], list[str]]:
+    rows = pq.read_table(ctx.run.rows_file("dicom", batch)).to_pylist() if ctx.run.rows_file("dicom", batch).exists() else []
+    sample = _ocr_sample(rows)
+    lines, hits = [], []
+    for r in rows:
+        line = verify_dicom(ctx.run.staged_dicom / r["path"], phi.of(r["study_uid"]), r,
+                            ocr=r["sop_uid"] in sample, languages=ctx.partner.report_languages)
+        lines.append(line)
+        if line["outcome"] != "clean":
+            hits.append(r["path"])
+    return lines, hits
+
+
+def _write_batch(path: Path, lines: list[dict[str, Any]], hits: list[str]) -> None:
+    from pipeline.context import write_json
+
+    write_json(path, {"lines": lines, "hits": hits})
 
 
 # -- what is searched -----------------------------------------------------------------------------
