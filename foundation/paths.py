@@ -162,6 +162,7 @@ class RunFolder:
     tables/<name>.parquet     the run's tables
     tables_links.parquet      keyed accession -> study rows for the partner's state
     gate.json                 the Great Expectations gate's result; checkpoints/<boundary>.json the others'
+    verification/dicom-NNNNN.json  one DICOM batch's verification (mapped verify_batch task)
     verification.jsonl        the leak ledger in progress (published as ledger/<run>.verification.jsonl)
     review.json               the review sample's summary and the researcher's decision
     ledger.json, commit_intent.json, publish_journal.json   publish's staged ledger and commit bookkeeping
