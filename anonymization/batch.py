@@ -259,7 +259,8 @@ def write_manifest(path: Path, outcomes: Iterable[Outcome]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", encoding="utf-8") as fp:
+    # It links raw input names (patients' names, IDs) to outputs: readable by its owner only.
+    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as fp:
         for o in sorted(outcomes, key=lambda o: o.relpath):
             # ASCII JSON: a file name that is not UTF-8 (surrogate-escaped bytes) stays representable
             fp.write(json.dumps(o.manifest_line(), ensure_ascii=True) + "\n")

@@ -10,6 +10,7 @@ on a dashboard. Quarantine is inside the partner's enclave: it holds raw data.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -80,12 +81,16 @@ def quarantine_file(src: Path, quarantine_root: Path, relpath: str, reason: Reas
     dst = quarantine_root / relpath
     if quarantine_root.resolve() not in dst.resolve().parents:
         raise PermissionError(f"quarantine path escapes its root: {relpath!r}")
-    dst.parent.mkdir(parents=True, exist_ok=True)
+    if not quarantine_root.exists():  # originals keep their PHI: the pipeline's user only (issue 11.1)
+        quarantine_root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    dst.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     if src.exists():
         if move:
             shutil.move(str(src), dst)
         else:
             shutil.copy2(src, dst)
+        if dst.is_file():
+            os.chmod(dst, 0o600)
     record = asdict(reason) | {"file": relpath, "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     dst.with_name(dst.name + REASON_SUFFIX).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     return dst
