@@ -58,17 +58,19 @@ _M = rf"(?P<m>{_MONTH_ALT})"
 _TEXT_PATTERNS = [
     # 5 de abril de 2022 / 5 abril 2022 / 05-abr-2022 / 1º de maio de 2020 / 5 April 2022
     re.compile(
-        rf"(?<![\w])(?P<d>[0-3]?\d)(?:º|°|o|st|nd|rd|th)?(?:\s+de\s+|\s+|[-/.]){_M}(?![^\W\d_])\.?"
+        rf"(?<![\w])(?P<d>[0-3]?\d)(?:º|°|o|(?P<sfx>st|nd|rd|th))?(?:\s+de\s+|\s+of\s+|\s+|[-/.]){_M}(?![^\W\d_])\.?"
         rf"(?:(?:\s+del?\s+|\s*,\s*|\s+|[-/.])(?P<y>(?:1[89]|20)\d\d|\d\d(?![\d:])))?(?!\w)",
         re.IGNORECASE,
     ),
     # April 5, 2022 / Apr. 5th 2022 / abril 5 de 2022
     re.compile(
-        rf"(?<![\w]){_M}(?![^\W\d_])\.?\s+(?P<d>[0-3]?\d)(?:st|nd|rd|th)?(?:\s*,\s*|\s+de\s+|\s+)(?P<y>(?:1[89]|20)\d\d)(?!\w)",
+        rf"(?<![\w]){_M}(?![^\W\d_])\.?\s+(?P<d>[0-3]?\d)(?P<sfx>st|nd|rd|th)?(?:\s*,\s*|\s+de\s+|\s+)(?P<y>(?:1[89]|20)\d\d)(?!\w)",
         re.IGNORECASE,
     ),
     # abril de 2022 / April 2022 / mar/2021 / septiembre del año 2000
     re.compile(rf"(?<![\w]){_M}(?![^\W\d_])\.?(?:\s+del?\s+(?:año\s+|ano\s+)?|\s+|/|-)(?P<y>(?:1[89]|20)\d\d)(?!\w)", re.IGNORECASE),
+    # 03JUL1958 / 03Jul1958: the compact form RIS and DICOM viewers print
+    re.compile(rf"(?<![\w])(?P<d>[0-3]\d){_M}(?P<y>(?:1[89]|20)\d\d)(?!\w)", re.IGNORECASE),
     # diciembre-03 / sep-04 / mar/21: month and a two-digit year
     re.compile(rf"(?<![\w]){_M}(?![^\W\d_])\.?(?:-|/)(?P<y>\d\d)(?![\w/-]|\.\d)", re.IGNORECASE),
 ]
@@ -123,6 +125,12 @@ def _month_word(orig: str, month: int, language: str | None = None) -> str:
 
 def _pad(orig: str, n: int) -> str:
     return f"{n:02d}" if len(orig) == 2 else str(n)
+
+
+def _ordinal(day: int, written: str) -> str:
+    """The English ordinal suffix of ``day`` in the case it was written ("rd", "TH")."""
+    sfx = "th" if 11 <= day % 100 <= 13 else {1: "st", 2: "nd", 3: "rd"}.get(day % 10, "th")
+    return sfx.upper() if written.isupper() else sfx
 
 
 def _render_groups(m: re.Match, parts: dict[str, Callable[[dt.date], str]]) -> Callable[[dt.date], str]:
@@ -185,6 +193,8 @@ def find_dates(text: str, language: str = "es") -> list[DateMatch]:
             parts: dict[str, Callable[[dt.date], str]] = {"m": lambda d, o=mword: _month_word(o, d.month, language)}
             if dstr:
                 parts["d"] = lambda d, o=dstr: _pad(o, d.day)
+            if gd.get("sfx"):  # "3rd" shifted to the 4th, not "4rd"
+                parts["sfx"] = lambda d, o=gd["sfx"]: _ordinal(d.day, o)
             if ystr:
                 parts["y"] = lambda d, o=ystr: f"{d.year % 100:02d}" if len(o) == 2 else f"{d.year}"
             add(DateMatch(m.start(), m.end(), date, _render_groups(m, parts), partial=not (dstr and ystr)))
