@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from PIL import Image
 from pydicom.encaps import encapsulate
 from pydicom.uid import JPEGBaseline8Bit
 
@@ -148,7 +147,6 @@ def test_encapsulated_pdf_without_text_is_refused_not_published_empty(deid, tmp_
 
 def test_multi_gb_style_cine_is_processed_frame_by_frame(tmp_path):
     """Memory: a native cine is streamed; peak RSS grows by a few frames, not by the file (bench_ocr measures 1 GB)."""
-    import resource
     import subprocess
 
     frames = cine(8, name_frame=5, size=(320, 240))
@@ -180,7 +178,6 @@ def test_multi_gb_style_cine_is_processed_frame_by_frame(tmp_path):
     assert int(grown_mb) < 40, grown_mb  # the file is 46 MB of pixels
     back = pydicom.dcmread(out, stop_before_pixels=True)
     assert back.BurnedInAnnotation == "NO" and int(back.NumberOfFrames) == n
-    del resource
 
 
 def test_sampled_audit_quarantines_text_the_rule_missed_and_publishes_clean_files(tmp_path):
