@@ -217,7 +217,9 @@ def find_places(text: str, language: str = "es") -> list[Span]:
             # "28023. Madrid" but not "recuento de 12000. Se ...": the place must not be a word.
             if _fold(m.group("v").split()[0]) in words:
                 continue
-        out.append(("LOCATION", m.start("v"), m.end("v"), 0.75))
+        # A hyphenated code (CEP 01308-050, PT 4000-447) is a postal code beyond doubt: the place after it
+        # stays a place even when it is also a word ("4000-447 Porto").
+        out.append(("LOCATION", m.start("v"), m.end("v"), 0.9 if "-" in m.group("code") else 0.75))
         out.append(("ADDRESS", m.start("code"), m.end("code"), 0.6))
     for m in CAPITAL_ABBREV_RE.finditer(text):
         out.append(("LOCATION", m.start(), m.end(), 0.7))
