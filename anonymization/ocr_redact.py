@@ -61,6 +61,9 @@ RESIDUAL_CONF = 80.0
 MAX_PASSES = 3
 #: Boxes lower than this (pixels) are not legible text unless they match PHI.
 MIN_TEXT_HEIGHT = 6
+#: Largest frame read for text (pixels): a 6000x6600 radiograph fits; a whole-slide image level
+#: does not, and is refused as ``image_too_large`` rather than exhausting the worker's memory.
+MAX_FRAME_PIXELS = 40_000_000
 
 _PARTICLES = {"del", "las", "los", "das", "dos", "san", "sao", "the", "and", "von", "van", "der", "hospital", "clinica",
               "centro", "instituto"}
@@ -340,6 +343,8 @@ class FrameCleaner:
         stays readable after :data:`MAX_PASSES` rounds.
         """
         self.frames += 1
+        if frame.shape[0] * frame.shape[1] > MAX_FRAME_PIXELS:
+            raise PixelCleanError("image_too_large", f"frame of {frame.shape[0]}x{frame.shape[1]} pixels")
         digest = hashlib.blake2b(np.ascontiguousarray(frame).data, digest_size=16).digest()
         ops = self._decided.get(digest)
         if ops is None:

@@ -84,6 +84,10 @@ class _Layout:
         self.ts = ts
         if not (self.rows and self.cols and self.bits):
             raise PixelCleanError("unreadable_pixel_data", "Rows, Columns or BitsAllocated missing")
+        from anonymization.ocr_redact import MAX_FRAME_PIXELS
+
+        if self.rows * self.cols > MAX_FRAME_PIXELS:  # refused before a frame is read
+            raise PixelCleanError("image_too_large", f"frame of {self.rows}x{self.cols} pixels")
         if self.bits not in (8, 16, 32):
             raise PixelCleanError("unsupported_pixel_data", f"BitsAllocated {self.bits}")
         if self.photometric == "PALETTE COLOR" or (self.ts in NATIVE and self.photometric == "YBR_FULL_422"):

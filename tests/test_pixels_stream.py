@@ -306,3 +306,12 @@ def _cli_only_init(self, lang: str = "spa") -> None:
 
     self.lang, self._local, self._cache, self._lock = lang, threading.local(), OrderedDict(), threading.Lock()
     self.engine, self.calls = "tesseract", 0
+
+
+def test_a_frame_too_large_to_read_is_refused_with_that_reason(tmp_path):
+    ds = us_dataset(np.zeros((1, 8, 8), np.uint8))
+    ds.Rows, ds.Columns = 8000, 8000  # a whole-slide level, say: refused before any frame is read
+    src, span = save(ds, tmp_path / "huge.dcm")
+    with src.open("rb") as fp, pytest.raises(PixelCleanError) as err:
+        clean_pixel_element(fp, span, ds, [NAME], PixelSettings(languages=("es",)), ExplicitVRLittleEndian)
+    assert err.value.reason == "image_too_large"
