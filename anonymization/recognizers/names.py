@@ -139,6 +139,15 @@ _CONTEXT_AFTER_RE = re.compile(
 )
 
 
+# A relative named by a first name alone after the kinship word ("filha Beatriz", "su hija: Valentina",
+# "her daughter Amy"). Capitalised words only: "madre HTA, padre DM2" is family history, not names.
+_RELATIVE_RE = re.compile(
+    rf"(?<![\w])(?i:hij[oa]|espos[oa]|marido|madre|padre|herman[oa]|filh[oa]|m[ãa]e|pai|irm[ãa]o?|"
+    rf"son|daughter|wife|husband|mother|father|brother|sister)[ \t]*:?[ \t]+"
+    rf"(?P<v>[{_UP}][{_LO}]+(?:[ \t]{NAME_TOKEN}){{0,3}})(?![\w])"
+)
+
+
 @functools.lru_cache(maxsize=1 << 16)
 def strip_accents(s: str) -> str:
     return "".join(c for c in unicodedata.normalize("NFKD", s) if not unicodedata.combining(c))
@@ -232,6 +241,9 @@ def find_names(text: str, language: str = "es") -> list[Span]:
         out.append(("PERSON", m.start("v"), m.end("v"), 0.8))
     for m in _CONTEXT_AFTER_RE.finditer(text):
         out.append(("PERSON", m.start("v"), m.end("v"), 0.8))
+    for m in _RELATIVE_RE.finditer(text):  # "filha Beatriz": a relative's first name alone
+        if strip_accents(m.group("v").split()[0].lower()) not in STOP_WORDS_FOLDED:
+            out.append(("PERSON", m.start("v"), m.end("v"), 0.8))
     # DICOM PN pasted in text: PEREZ^JOSE
     for m in re.finditer(rf"[{_UP}{_LO}'\- ]+\^[{_UP}{_LO}'\-^ ]+", text):
         out.append(("PERSON", m.start(), m.end(), 0.9))
