@@ -90,7 +90,9 @@ class _Layout:
             raise PixelCleanError("image_too_large", f"frame of {self.rows}x{self.cols} pixels")
         if self.bits not in (8, 16, 32):
             raise PixelCleanError("unsupported_pixel_data", f"BitsAllocated {self.bits}")
-        if self.photometric == "PALETTE COLOR" or (self.ts in NATIVE and self.photometric == "YBR_FULL_422"):
+        # Native YBR_FULL_422 (PS3.3 C.7.6.3.1.2): Y1 Y2 Cb Cr per pair of pixels, 2 bytes a pixel.
+        self.subsampled = self.ts in NATIVE and self.photometric == "YBR_FULL_422"
+        if self.photometric == "PALETTE COLOR" or (self.subsampled and (self.bits != 8 or self.cols % 2)):
             raise PixelCleanError("unsupported_pixel_data", f"{self.photometric} pixels")
 
     @property
@@ -99,9 +101,18 @@ class _Layout:
 
     @property
     def frame_bytes(self) -> int:
+        if self.subsampled:
+            return self.rows * self.cols * 2
         return self.rows * self.cols * self.spp * (self.bits // 8)
 
     def native_frame(self, data: bytes) -> np.ndarray:
+        if self.subsampled:  # to full YBR: each pair's Cb/Cr repeated on both pixels
+            q = np.frombuffer(data, np.uint8).reshape(self.rows, self.cols // 2, 4)
+            out = np.empty((self.rows, self.cols, 3), np.uint8)
+            out[..., 0] = q[..., :2].reshape(self.rows, self.cols)
+            out[..., 1] = np.repeat(q[..., 2], 2, axis=1)
+            out[..., 2] = np.repeat(q[..., 3], 2, axis=1)
+            return out
         a = np.frombuffer(data, self.dtype).copy()
         if self.spp == 1:
             return a.reshape(self.rows, self.cols)
@@ -110,6 +121,13 @@ class _Layout:
         return a.reshape(self.rows, self.cols, self.spp)
 
     def native_bytes(self, a: np.ndarray) -> bytes:
+        if self.subsampled:  # back to pairs: Cb/Cr averaged over each pair (exact when untouched)
+            pairs = a.reshape(self.rows, self.cols // 2, 2, 3).astype(np.uint16)
+            q = np.empty((self.rows, self.cols // 2, 4), np.uint8)
+            q[..., :2] = a[..., 0].reshape(self.rows, self.cols // 2, 2)
+            q[..., 2] = (pairs[..., 0, 1] + pairs[..., 1, 1] + 1) // 2
+            q[..., 3] = (pairs[..., 0, 2] + pairs[..., 1, 2] + 1) // 2
+            return q.tobytes()
         if self.spp > 1 and self.planar == 1:
             a = a.transpose(2, 0, 1)
         return np.ascontiguousarray(a).astype(self.dtype, copy=False).tobytes()

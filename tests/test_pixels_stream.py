@@ -315,3 +315,20 @@ def test_a_frame_too_large_to_read_is_refused_with_that_reason(tmp_path):
     with src.open("rb") as fp, pytest.raises(PixelCleanError) as err:
         clean_pixel_element(fp, span, ds, [NAME], PixelSettings(languages=("es",)), ExplicitVRLittleEndian)
     assert err.value.reason == "image_too_large"
+
+
+def test_native_ybr_full_422_is_read_in_pairs_and_written_back_unchanged(tmp_path):
+    """pydicom's SC_ybr_full_422_uncompressed: 2 bytes a pixel; an image without text keeps its exact bytes."""
+    from pydicom.data import get_testdata_file
+
+    src = Path(get_testdata_file("SC_ybr_full_422_uncompressed.dcm"))
+    ds = pydicom.dcmread(src)
+    raw = src.read_bytes()
+    off = raw.rindex(b"\xe0\x7f\x10\x00")
+    span = Span(off, len(raw) - off, 12, False)
+    with src.open("rb") as fp:
+        out = clean_pixel_element(fp, span, ds, [NAME], PixelSettings(languages=("es",)), str(ds.file_meta.TransferSyntaxUID))
+    buf = io.BytesIO()
+    out.write(buf)
+    out.close()
+    assert not out.result.modified and buf.getvalue()[12:12 + len(ds.PixelData)] == bytes(ds.PixelData)
