@@ -122,3 +122,22 @@ def test_manifest_names_inputs_whose_names_are_not_utf8(tmp_path):
     lines = [json.loads(line) for line in manifest.read_text(encoding="ascii").splitlines()]
     assert [line["input"] for line in lines] == ["P\udce9REZ_1958.dcm"] and summary["published"] == 1
     assert "1958" not in lines[0]["output"] and "REZ" not in lines[0]["output"]
+
+
+def test_two_inputs_with_one_sop_instance_uid_are_both_published_never_overwritten(tmp_path):
+    from anonymization.batch import deidentify_tree
+
+    inp = tmp_path / "in"
+    a = save(hospital_ct(), inp / "a.dcm")
+    (inp / "copy_of_a.dcm").write_bytes(a.read_bytes())  # the same file twice: one output
+    b = hospital_ct(StudyDescription="TAC TORAX CONTRASTADO")  # same UIDs, other content
+    save(b, inp / "b.dcm")
+    manifest = tmp_path / "m.jsonl"
+    deidentify_tree(inp, tmp_path / "out", tmp_path / "q", DeidSettings("latam", clean_pixels=False), manifest=manifest)
+    lines = {json.loads(line)["input"]: json.loads(line) for line in manifest.read_text().splitlines()}
+    assert all(line["status"] == "published" for line in lines.values())
+    assert lines["a.dcm"]["output"] == lines["copy_of_a.dcm"]["output"]
+    assert lines["b.dcm"]["output"] != lines["a.dcm"]["output"] and lines["b.dcm"]["output"].endswith(".2.dcm")
+    outputs = sorted((tmp_path / "out").rglob("*.dcm"))
+    assert len(outputs) == 2
+    assert pydicom.dcmread(tmp_path / "out" / lines["b.dcm"]["output"]).StudyDescription == "TAC TORAX CONTRASTADO"

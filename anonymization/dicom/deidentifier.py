@@ -216,7 +216,7 @@ class Deidentifier:
         if self.pixel_filter is not None and pixel_source is None:
             filt = self.pixel_filter
             pixel_filter = lambda src_fp, sp, dst_fp: filt(src_fp, sp, top, dst_fp)  # noqa: E731
-        written, digest, rewritten = write_file(out, header_bytes, fp, span, checksum=self.checksum, pixel_filter=pixel_filter,
+        written, digest, rewritten, out = write_file(out, header_bytes, fp, span, checksum=self.checksum, pixel_filter=pixel_filter,
                                      check=pixel_path.pixel_check(self.scan_pixel_bytes, ident.phi), pixel_source=pixel_source)
         rows, cols = _int(top.get("Rows")), _int(top.get("Columns"))
         frames = _i(info["NumberOfFrames"]) or (1 if rows else None)

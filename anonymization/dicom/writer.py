@@ -90,9 +90,9 @@ def write_file(
     pixel_filter: PixelFilter | None = None,
     check: Callable[[Path, "PixelSpan | None"], None] | None = None,
     pixel_source: Callable[[BinaryIO], int] | None = None,
-) -> tuple[int, str, bool]:
+) -> tuple[int, str, bool, Path]:
     """Write header + pixel element to ``out`` atomically; returns (bytes written, sha256 or '',
-    whether the pixel filter rewrote the pixel element).
+    whether the pixel filter rewrote the pixel element, the path written: see :func:`_place`).
 
     ``pixel_filter`` may rewrite the pixel element (JPEG markers, trailing bytes);
     ``check(written_path, pixel_span_in_output)`` runs on the complete file before it
@@ -150,11 +150,48 @@ def write_file(
                 out_span = PixelSpan(len(header_bytes), written - len(header_bytes), span.header_len,
                                      span.encapsulated, span.tag)
             check(tmp, out_span)
-        os.replace(tmp, out)
+        out = _place(tmp, out)
     finally:
         if tmp.exists():
             tmp.unlink()
-    return written, (digest.hexdigest() if digest is not None else ""), filtered is not None
+    return written, (digest.hexdigest() if digest is not None else ""), filtered is not None, out
+
+
+def _place(tmp: Path, out: Path) -> Path:
+    """Give the written file its name; returns the name it got.
+
+    The same bytes under the same name replace each other (a re-run). Different bytes for a name
+    already taken (two inputs with one SOP Instance UID: the same image in two encodings, a
+    modality that reuses UIDs) get ``<sop>.2.dcm``, ``<sop>.3.dcm``...: never overwritten, never lost.
+    """
+    if not out.exists() or _same_file_content(tmp, out):
+        os.replace(tmp, out)
+        return out
+    stem = out.name[: -len(".dcm")] if out.name.endswith(".dcm") else out.name
+    for n in range(2, 10_000):
+        candidate = out.with_name(f"{stem}.{n}.dcm")
+        if candidate.exists() and _same_file_content(tmp, candidate):
+            os.replace(tmp, candidate)
+            return candidate
+        try:
+            os.link(tmp, candidate)  # atomic: fails if another worker took the name meanwhile
+        except FileExistsError:
+            continue
+        tmp.unlink()
+        return candidate
+    raise Quarantine("write_error", "too many files with one SOP Instance UID")
+
+
+def _same_file_content(a: Path, b: Path) -> bool:
+    if a.stat().st_size != b.stat().st_size:
+        return False
+    with a.open("rb") as fa, b.open("rb") as fb:
+        while True:
+            x, y = fa.read(CHUNK), fb.read(CHUNK)
+            if x != y:
+                return False
+            if not x:
+                return True
 
 
 _KERNEL_COPY_MIN = 4 << 20  # below this a thread costs more than it saves: a plain loop
