@@ -392,3 +392,12 @@ def test_a_relatives_name_in_a_code_meaning_deep_in_a_sequence_is_removed(deid, 
     text = output_forms(result.output)
     assert "fernandez" not in text and "lucia" not in text
     assert "acompanante" in text  # the rest of the meaning stays
+
+
+def test_an_unknown_name_in_a_descriptor_goes_and_the_modality_words_stay(deid, tmp_path):
+    """Audit A6: the name recogniser's span swallowed 'TC' and 'AX', emptying the whole description."""
+    ds = hospital_ct(SeriesDescription="TC Quintero AX")
+    result = deid.deidentify_file(save(ds, tmp_path / "in.dcm"), tmp_path / "out")
+    out = pydicom.dcmread(result.output)
+    assert "Quintero" not in str(out.get("SeriesDescription", "")) and "TC" in out.SeriesDescription
+    assert "AX" in out.SeriesDescription

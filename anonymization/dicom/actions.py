@@ -92,10 +92,28 @@ def _recognised(text: str) -> list[Hit]:
     if any(c.islower() for c in text):
         vocab = dicom_vocabulary()
         for _t, s, e, _sc in find_names(text):
+            s, e = _trim_codes(text, s, e, vocab)  # "TC Quintero AX": the name, not the modality/plane
+            if s >= e:
+                continue
             words = [w.upper() for w in re.findall(r"[^\W\d_]+", text[s:e])]
             if words and not all(w in vocab for w in words):  # "Head^Routine" is a protocol, not a person
                 hits.append(("person_name", s, e))
     return hits
+
+
+def _trim_codes(text: str, s: int, e: int, vocab: frozenset[str]) -> tuple[int, int]:
+    """A person span without the codes at its ends: upper-case tokens of 3 letters or fewer (CT, TC, AX,
+    SAG) and DICOM's own words, which the name recogniser reads as name parts in descriptors."""
+    tokens = [(m.start() + s, m.end() + s, m.group()) for m in re.finditer(r"[^\W\d_]+", text[s:e])]
+
+    def code(word: str) -> bool:
+        return (word.isupper() and len(word) <= 3) or word.upper() in vocab
+
+    while tokens and code(tokens[0][2]):
+        tokens.pop(0)
+    while tokens and code(tokens[-1][2]):
+        tokens.pop()
+    return (tokens[0][0], tokens[-1][1]) if tokens else (s, s)
 
 
 def _plainly_technical(text: str) -> bool:
