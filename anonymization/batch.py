@@ -118,6 +118,11 @@ def deidentify_one(
                        profile=result.profile)
     except Quarantine as q:
         reason, detail = q.reason, q.detail
+    except (ImportError, SyntaxError, NameError):
+        # A broken installation or a code bug says nothing about this file: quarantining every file
+        # of the batch for it would lose good data. The task fails instead (and is retried); the
+        # files stay in landing for the next run.
+        raise
     except MemoryError:
         reason, detail = "deid_error", "out of memory"
     except Exception as exc:  # noqa: BLE001 - fail closed: any error quarantines the file

@@ -141,3 +141,20 @@ def test_two_inputs_with_one_sop_instance_uid_are_both_published_never_overwritt
     outputs = sorted((tmp_path / "out").rglob("*.dcm"))
     assert len(outputs) == 2
     assert pydicom.dcmread(tmp_path / "out" / lines["b.dcm"]["output"]).StudyDescription == "TAC TORAX CONTRASTADO"
+
+
+def test_a_code_fault_fails_the_batch_instead_of_quarantining_good_files(tmp_path):
+    """A broken installation (an ImportError inside the de-identifier) is not a reason to quarantine
+    a valid file: it propagates, so the task fails and the file stays where it was."""
+    from anonymization.batch import deidentify_one
+    from pydicom.data import get_testdata_file
+
+    class Broken:
+        def deidentify_file(self, *_a, **_k):
+            raise ImportError("a module of the de-identifier is missing")
+
+    src = Path(get_testdata_file("CT_small.dcm"))
+    with pytest.raises(ImportError):
+        deidentify_one(Broken(), src, "ct.dcm", tmp_path / "out", tmp_path / "q", keep_relpath=False)
+    assert not (tmp_path / "q").exists() or not any((tmp_path / "q").iterdir())
+    assert src.exists()
