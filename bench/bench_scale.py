@@ -1,9 +1,9 @@
 """Whole-partner throughput: the ingest DAGs end to end beside ``sta deid`` alone and a plain copy.
 
-Run: ``.venv/bin/python bench/bench_scale.py [--patients 100]`` (about 10-15 minutes on 2 cores).
+Run: ``.venv/bin/python bench/bench_scale.py [--patients 120]`` (about 10-15 minutes on 2 cores).
 
 Same generated files (``python -m synth``: two partners, CT/MR/US/MG/CR/DX and
-reports; ``--patients 100`` gives about 2,100 files), same run, one after the
+reports; ``--patients 120`` gives about 2,100 files), same run, one after the
 other:
 
 1. a plain copy of the partners' export folders (the floor: reading and
@@ -63,7 +63,7 @@ def _count_files(folder: Path) -> tuple[int, int, int]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--patients", type=int, default=100)
+    ap.add_argument("--patients", type=int, default=120)
     ap.add_argument("--seed", type=int, default=3)
     args = ap.parse_args()
 
