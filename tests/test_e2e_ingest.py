@@ -229,12 +229,24 @@ def _planted(truth: dict) -> tuple[set[str], set[str]]:
     """Folded PHI terms of every planted value, and the raw partner paths (names and MRNs in folder names)."""
     values = [v for f in truth["files"].values() for v in f.get("phi", [])]
     terms = {t for t in phi_terms(values) if not t.replace(" ", "").isdigit() or len(t.replace(" ", "")) >= 6}
+    # A time of day alone (HHMMSS, as DICOM writes StudyTime) identifies nobody and is six digits that
+    # every log timestamp's microseconds and every long UID also produce: the times are checked shifted
+    # in the DICOM tests, not searched verbatim here.
+    terms = {t for t in terms if not _time_of_day(t)}
     # A partner's own name ("Clínica Andes" as its reports write it) names the partner, not a patient: it is in the
     # partner's id on purpose (DAG ids, asset names, paths). Every other planted value is searched.
     partner_names = [fold(p.id) for p in load_partners()] + [fold(p.name) for p in load_partners()]
     terms = {t for t in terms if not any(re.search(rf"(?<!\w){re.escape(t)}(?!\w)", n) for n in partner_names)}
     paths = {rel.split("/", 1)[1] for rel in truth["files"] if "/" in rel}
     return terms, {p for p in paths if "/" in p}
+
+
+def _time_of_day(term: str) -> bool:
+    digits = term.replace(" ", "")
+    if not (digits.isdigit() and len(digits) in (6, 9)):
+        return False
+    hh, mm, ss = int(digits[:2]), int(digits[2:4]), int(digits[4:6])
+    return hh < 24 and mm < 60 and ss < 60 and (len(digits) == 6 or " " in term)
 
 
 _MATCHERS: dict[frozenset[str], re.Pattern[str]] = {}
