@@ -96,3 +96,21 @@ def dropbox_server():  # noqa: ANN201
         yield d
     finally:
         d.httpd.shutdown()
+
+
+# De-identifiers shared by the tests/test_deid_*.py files (one build per session).
+@pytest.fixture(scope="session")
+def deid():
+    from anonymization.batch import DeidSettings, build_deidentifier
+
+    key = os.environ["STA_SECRET_KEY"].encode()
+    return build_deidentifier(DeidSettings("latam", {}, "test", {"RNEC": "CO-CC"}, clean_pixels=False), key)
+
+
+@pytest.fixture(scope="session")
+def deid_no_pixels():
+    """Pixel policy off, so that the header path is what these files exercise."""
+    from anonymization.batch import DeidSettings, build_deidentifier
+
+    key = os.environ["STA_SECRET_KEY"].encode()
+    return build_deidentifier(DeidSettings("latam", {"options": {"clean_pixel_data": False}}, clean_pixels=False), key)

@@ -39,19 +39,6 @@ PROJECT = Path(__file__).resolve().parent.parent
 KEY = os.environ["STA_SECRET_KEY"].encode()
 
 
-@pytest.fixture(scope="module")
-def deid():
-    return build_deidentifier(DeidSettings("latam", {}, "test", {"RNEC": "CO-CC"}, clean_pixels=False), KEY)
-
-
-@pytest.fixture(scope="module")
-def deid_no_pixels():
-    """Pixel policy off, so that the header path is what these files exercise."""
-    return build_deidentifier(DeidSettings("latam", {"options": {"clean_pixel_data": False}}, clean_pixels=False), KEY)
-
-
-
-
 def test_cli_refuses_without_a_key_and_prints_a_summary(tmp_path):
     src = _write(_rich_dataset(), tmp_path / "in" / "a" / "x.dcm")
     (tmp_path / "in" / "a" / "junk.dcm").write_bytes(b"junk")
@@ -69,7 +56,6 @@ def test_cli_refuses_without_a_key_and_prints_a_summary(tmp_path):
     assert len(outputs) == 1 and "x.dcm" not in str(outputs[0]) and outputs[0].name.startswith("2.25.")
     assert json.loads((tmp_path / "q" / "a" / "junk.dcm.reason.json").read_text())["code"] == "not_dicom"
     assert src.exists()
-
 
 
 def test_manifest_has_one_line_per_input_and_outputs_are_named_by_new_uids(tmp_path):

@@ -39,19 +39,6 @@ PROJECT = Path(__file__).resolve().parent.parent
 KEY = os.environ["STA_SECRET_KEY"].encode()
 
 
-@pytest.fixture(scope="module")
-def deid():
-    return build_deidentifier(DeidSettings("latam", {}, "test", {"RNEC": "CO-CC"}, clean_pixels=False), KEY)
-
-
-@pytest.fixture(scope="module")
-def deid_no_pixels():
-    """Pixel policy off, so that the header path is what these files exercise."""
-    return build_deidentifier(DeidSettings("latam", {"options": {"clean_pixel_data": False}}, clean_pixels=False), KEY)
-
-
-
-
 def test_planted_phi_in_sequences_private_tags_and_descriptions_is_removed(deid, tmp_path):
     src = _write(_rich_dataset(), tmp_path / "in.dcm")
     result = deid.deidentify_file(src, tmp_path / "out")
@@ -71,7 +58,6 @@ def test_planted_phi_in_sequences_private_tags_and_descriptions_is_removed(deid,
     assert out.ReferringPhysicianName != "BUENDÍA^AURELIANO"
 
 
-
 def test_uids_are_keyed_consistent_across_files_and_differ_by_key(tmp_path):
     a = _write(_rich_dataset(sop="1.2.3.4.5.6.1"), tmp_path / "a.dcm")
     b = _write(_rich_dataset(sop="1.2.3.4.5.6.2"), tmp_path / "b.dcm")
@@ -84,7 +70,6 @@ def test_uids_are_keyed_consistent_across_files_and_differ_by_key(tmp_path):
     assert rc.patient_token != ra.patient_token
     again = d1.deidentify_file(a, tmp_path / "o3")
     assert again.sop_uid == ra.sop_uid and again.sha256 == ra.sha256  # deterministic, byte for byte
-
 
 
 def test_dates_and_times_move_together_so_intervals_survive(deid, tmp_path):
@@ -106,7 +91,6 @@ def test_dates_and_times_move_together_so_intervals_survive(deid, tmp_path):
     assert out.LongitudinalTemporalInformationModified == "MODIFIED"
 
 
-
 def test_paired_date_and_time_move_by_exactly_the_patient_offset(tmp_path):
     d = build_deidentifier(DeidSettings("latam", clean_pixels=False), KEY)
     result = d.deidentify_file(_save(_image("1.2.3.100.1.8"), tmp_path / "a.dcm"), tmp_path / "out")
@@ -120,7 +104,6 @@ def test_paired_date_and_time_move_by_exactly_the_patient_offset(tmp_path):
         assert out[time_kw].value == clock.strftime("%H%M%S"), time_kw
 
 
-
 def test_the_same_national_id_gives_the_same_token_whatever_the_name(tmp_path):
     d = build_deidentifier(DeidSettings("latam", {}, "p1", {"RNEC": "CO-CC"}, clean_pixels=False), KEY)
     other = build_deidentifier(DeidSettings("latam", {}, "p2", {"RNEC": "CO-CC"}, clean_pixels=False), KEY)
@@ -129,14 +112,12 @@ def test_the_same_national_id_gives_the_same_token_whatever_the_name(tmp_path):
     assert d.deidentify_file(a, tmp_path / "o").patient_token == other.deidentify_file(b, tmp_path / "o").patient_token
 
 
-
 def test_keyring_refuses_a_missing_key():
     from anonymization.keys import MissingKeyError, load_key
 
     with pytest.raises(MissingKeyError):
         load_key("")
     assert Keyring(KEY).uid("1.2.3") == Keyring(KEY).uid("1.2.3 ")
-
 
 
 def test_sr_and_seg_references_map_to_the_referenced_files_new_uids(tmp_path):
@@ -178,7 +159,6 @@ def test_sr_and_seg_references_map_to_the_referenced_files_new_uids(tmp_path):
     # class UIDs are registered, not identities: they stay what they are
     assert src_ref.ReferencedSOPClassUID == "1.2.840.10008.5.1.4.1.1.2"
     assert out_ct.StudyInstanceUID == out_sr.StudyInstanceUID == out_seg.StudyInstanceUID
-
 
 
 @pytest.mark.parametrize("clean_graphics", [True, False])

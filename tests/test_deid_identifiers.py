@@ -39,17 +39,6 @@ PROJECT = Path(__file__).resolve().parent.parent
 KEY = os.environ["STA_SECRET_KEY"].encode()
 
 
-@pytest.fixture(scope="module")
-def deid():
-    return build_deidentifier(DeidSettings("latam", {}, "test", {"RNEC": "CO-CC"}, clean_pixels=False), KEY)
-
-
-@pytest.fixture(scope="module")
-def deid_no_pixels():
-    """Pixel policy off, so that the header path is what these files exercise."""
-    return build_deidentifier(DeidSettings("latam", {"options": {"clean_pixel_data": False}}, clean_pixels=False), KEY)
-
-
 PLANTED = [
     # (where, value as written, the forms that must not survive (squashed))
     ("StudyDescription", "TAC TORAX CC 52.318.907", ["52318907"]),
@@ -81,14 +70,12 @@ def test_identifier_written_in_another_form_does_not_survive(deid, tmp_path, whe
         assert "TORAX" in str(out.get("StudyDescription", "TORAX")) or "AXIAL" in str(out.get("SeriesDescription", ""))
 
 
-
 def test_cjk_two_character_names_are_found_in_text_without_spaces(deid, tmp_path):
     ds = hospital_ct(PatientName="Yamada^Tarou=山田^太郎", StudyDescription="胸部CT 山田太郎 様")
     result = deid.deidentify_file(save(ds, tmp_path / "in.dcm"), tmp_path / "out")
     text = output_forms(result.output)
     assert "山田" not in text and "太郎" not in text and "yamada" not in text
     assert "胸部ct" in text  # the rest of the description survives
-
 
 
 def test_a_relatives_name_in_sr_text_deep_in_a_sequence_is_scrubbed_not_blanked(deid, tmp_path):
@@ -108,13 +95,11 @@ def test_a_relatives_name_in_sr_text_deep_in_a_sequence_is_scrubbed_not_blanked(
     assert "Nódulo de 8 mm" in kept  # readable: scrubbed with surrogates, not emptied
 
 
-
 def test_code_meanings_are_checked_too(deid, tmp_path):
     ds = hospital_ct(AnatomicRegionSequence=Sequence([code_item("Tórax de Muñoz 52318907")]))
     result = deid.deidentify_file(save(ds, tmp_path / "in.dcm"), tmp_path / "out")
     text = output_forms(result.output)
     assert "52318907" not in text and "munoz" not in text
-
 
 
 def test_national_ids_by_checksum_are_removed_even_when_the_header_does_not_hold_them(deid, tmp_path):
@@ -134,7 +119,6 @@ def _request(description: str) -> Dataset:
     return req
 
 
-
 # -- one rule for cleaner and verifier ----------------------------------------------------------------
 def test_the_rule_matches_forms_and_names_kinds_not_values():
     phi = PhiSet()
@@ -150,11 +134,9 @@ def test_the_rule_matches_forms_and_names_kinds_not_values():
     assert phi.find("52318907", "number")
 
 
-
 def _id_form(digits: str, sep: str, prefix: str) -> str:
     groups = [digits[max(0, i - 3): i] for i in range(len(digits), 0, -3)][::-1]
     return prefix + sep.join(groups)
-
 
 
 def _place(ds: Dataset, field: str, text: str) -> None:
@@ -170,7 +152,6 @@ def _place(ds: Dataset, field: str, text: str) -> None:
         ds.RequestAttributesSequence = Sequence([req])
     else:
         setattr(ds, field, text)
-
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -191,7 +172,6 @@ def test_fuzz_an_id_written_anywhere_in_any_form_never_survives(deid, tmp_path_f
         assert q.reason == "residual_phi" and digits not in str(q)  # refused, never leaked in a reason
         return
     assert digits not in output_forms(result.output)
-
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -220,7 +200,6 @@ def test_fuzz_a_birth_date_written_in_words_or_numbers_never_survives(deid, tmp_
     out = pydicom.dcmread(result.output)
     values = " ".join(str(e.value) for e in out.iterall() if e.VR in ("LO", "SH", "LT", "ST", "UT", "UC"))
     assert squash(written) not in squash(values), written
-
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -278,7 +257,6 @@ def test_phi_planted_anywhere_never_survives(deid, tmp_path_factory, surname, gi
         assert not re.search(rf"(?<!\w){re.escape(fold(part))}(?!\w)", raw), part
 
 
-
 @pytest.mark.parametrize("src", _charset_files(), ids=lambda p: p.name)
 def test_names_in_any_character_set_do_not_survive_in_any_encoding(deid_no_pixels, tmp_path, src):
     ds = pydicom.dcmread(src)
@@ -310,7 +288,6 @@ def test_names_in_any_character_set_do_not_survive_in_any_encoding(deid_no_pixel
             if len(raw) >= 4 or not raw.isascii():
                 assert raw not in data, (src.name, enc)
     assert out.PatientName == result.patient_token
-
 
 
 def test_a_name_in_utf8_under_a_missing_character_set_is_still_known(tmp_path):

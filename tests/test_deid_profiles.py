@@ -39,23 +39,9 @@ PROJECT = Path(__file__).resolve().parent.parent
 KEY = os.environ["STA_SECRET_KEY"].encode()
 
 
-@pytest.fixture(scope="module")
-def deid():
-    return build_deidentifier(DeidSettings("latam", {}, "test", {"RNEC": "CO-CC"}, clean_pixels=False), KEY)
-
-
-@pytest.fixture(scope="module")
-def deid_no_pixels():
-    """Pixel policy off, so that the header path is what these files exercise."""
-    return build_deidentifier(DeidSettings("latam", {"options": {"clean_pixel_data": False}}, clean_pixels=False), KEY)
-
-
-
-
 def test_unknown_profile_is_a_clear_error():
     with pytest.raises(ProfileError, match="unknown de-identification profile 'martian'.*latam"):
         load_profile("martian")
-
 
 
 def test_profiles_are_data_with_the_annex_e_table_generated_from_the_standard():
@@ -66,14 +52,12 @@ def test_profiles_are_data_with_the_annex_e_table_generated_from_the_standard():
     assert load_profile("latam_mammography").pixel_policy.mode("MG") == "always"
 
 
-
 def test_us_profile_caps_ages_over_89(tmp_path):
     d = build_deidentifier(DeidSettings("us_hipaa", clean_pixels=False), KEY)
     src = _write(_rich_dataset(), tmp_path / "in.dcm")  # born 1927, seen 2024: 96
     out = pydicom.dcmread(d.deidentify_file(src, tmp_path / "out").output)
     assert out.PatientAge == "090Y"
     assert "InstitutionName" not in out or not out.InstitutionName
-
 
 
 def test_us_safe_harbor_dates_to_the_year_and_ages_over_89_aggregated(tmp_path):
@@ -96,7 +80,6 @@ def test_us_safe_harbor_dates_to_the_year_and_ages_over_89_aggregated(tmp_path):
     assert shifted.StudyDate not in ("20240115", "20240101")
 
 
-
 def test_a_us_partner_cannot_use_a_non_us_profile(tmp_path):
     base = {"id": "mercy_us", "name": "Mercy", "country": "us", "region": "us",
             "source": {"type": "folder", "path": "incoming/mercy_us"}}
@@ -106,7 +89,6 @@ def test_a_us_partner_cannot_use_a_non_us_profile(tmp_path):
         load_partner(bad)
     bad.write_text(json.dumps(base))  # no profile named: the country's default
     assert load_partner(bad).profile == "us_hipaa"
-
 
 
 def test_safe_private_elements_survive_only_when_listed(tmp_path):

@@ -39,19 +39,6 @@ PROJECT = Path(__file__).resolve().parent.parent
 KEY = os.environ["STA_SECRET_KEY"].encode()
 
 
-@pytest.fixture(scope="module")
-def deid():
-    return build_deidentifier(DeidSettings("latam", {}, "test", {"RNEC": "CO-CC"}, clean_pixels=False), KEY)
-
-
-@pytest.fixture(scope="module")
-def deid_no_pixels():
-    """Pixel policy off, so that the header path is what these files exercise."""
-    return build_deidentifier(DeidSettings("latam", {"options": {"clean_pixel_data": False}}, clean_pixels=False), KEY)
-
-
-
-
 def test_implicit_vr_and_files_without_preamble_are_handled(deid, tmp_path):
     ds = _rich_dataset()
     ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
@@ -68,14 +55,12 @@ def test_implicit_vr_and_files_without_preamble_are_handled(deid, tmp_path):
     assert out2.PatientIdentityRemoved == "YES"
 
 
-
 def test_encapsulated_pixel_data_passes_through_untouched(deid, tmp_path):
     from pydicom.data import get_testdata_file
 
     src = Path(get_testdata_file("emri_small_RLE.dcm"))
     result = deid.deidentify_file(src, tmp_path)
     assert pydicom.dcmread(result.output).PixelData == pydicom.dcmread(src).PixelData
-
 
 
 @pytest.mark.parametrize(
@@ -95,7 +80,6 @@ def test_bad_input_is_quarantined_with_a_reason(deid, tmp_path, make, reason):
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.dcm"))
 
 
-
 def test_dicomdir_is_rejected(deid):
     from pydicom.data import get_testdata_file
 
@@ -104,13 +88,11 @@ def test_dicomdir_is_rejected(deid):
     assert q.value.reason == "dicomdir"
 
 
-
 def test_at_risk_pixels_without_a_cleaner_are_quarantined(deid, tmp_path):
     src = _write(_rich_dataset(Modality="US", BurnedInAnnotation="YES"), tmp_path / "us.dcm")
     with pytest.raises(Quarantine) as q:
         deid.deidentify_file(src, tmp_path / "out")
     assert q.value.reason == "burned_in_text"
-
 
 
 def test_odd_lengths_and_un_encoded_public_elements_are_handled(deid_no_pixels, tmp_path):
@@ -175,7 +157,6 @@ def test_odd_lengths_and_un_encoded_public_elements_are_handled(deid_no_pixels, 
         pos += head_len + length
 
 
-
 def test_fast_reader_and_pydicom_reader_agree_byte_for_byte(tmp_path):
     """Every real-world file: the hand-written header reader gives the same outcome as pydicom's.
 
@@ -207,7 +188,6 @@ def test_fast_reader_and_pydicom_reader_agree_byte_for_byte(tmp_path):
             except Exception:  # noqa: BLE001 - a malformed element: quarantined either way
                 pass
     assert taken >= 0.7 * len(files), (taken, len(files))
-
 
 
 def test_damaged_files_are_refused_or_published_without_their_identifiers(tmp_path):
@@ -244,7 +224,6 @@ def test_damaged_files_are_refused_or_published_without_their_identifiers(tmp_pa
     assert published > 50
 
 
-
 @pytest.mark.parametrize("checksum", [True, False])
 def test_large_pixel_data_is_copied_by_the_kernel_verbatim(tmp_path, checksum):
     """Above a few MB the pixel element is copied by copy_file_range (hashed alongside or not)."""
@@ -265,7 +244,6 @@ def test_large_pixel_data_is_copied_by_the_kernel_verbatim(tmp_path, checksum):
     assert result.sha256 == (hashlib.sha256(data).hexdigest() if checksum else "")
 
 
-
 def test_private_element_whose_dictionary_vr_does_not_fit_is_removed_not_fatal(tmp_path):
     """Implicit VR: GEMS_ACQU_01 (0019,xx02) is SL by the private dictionary; 7 bytes cannot be.
     The element is read as UN (its text still counts as PHI) and removed; the file publishes."""
@@ -282,7 +260,6 @@ def test_private_element_whose_dictionary_vr_does_not_fit_is_removed_not_fatal(t
         d.fast_reader = fast
         out = pydicom.dcmread(d.deidentify_file(src, tmp_path / str(fast)).output)
         assert not [e for e in out if e.tag.is_private]
-
 
 
 def test_a_private_element_with_an_odd_length_does_not_break_re_encoding(tmp_path):

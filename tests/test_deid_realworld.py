@@ -39,19 +39,6 @@ PROJECT = Path(__file__).resolve().parent.parent
 KEY = os.environ["STA_SECRET_KEY"].encode()
 
 
-@pytest.fixture(scope="module")
-def deid():
-    return build_deidentifier(DeidSettings("latam", {}, "test", {"RNEC": "CO-CC"}, clean_pixels=False), KEY)
-
-
-@pytest.fixture(scope="module")
-def deid_no_pixels():
-    """Pixel policy off, so that the header path is what these files exercise."""
-    return build_deidentifier(DeidSettings("latam", {"options": {"clean_pixel_data": False}}, clean_pixels=False), KEY)
-
-
-
-
 def test_real_world_files_leave_no_identity_behind(deid, tmp_path):
     files = real_world_files()
     assert len(files) > 100
