@@ -114,3 +114,15 @@ def deid_no_pixels():
 
     key = os.environ["STA_SECRET_KEY"].encode()
     return build_deidentifier(DeidSettings("latam", {"options": {"clean_pixel_data": False}}, clean_pixels=False), key)
+
+
+# Browser tests (pytest-playwright) drive Debian's chromium: Playwright's own browser download is not
+# possible here (TOOL_NOTES), so the session's launch arguments point at the system binary.
+CHROMIUM = "/usr/lib/chromium/chromium"
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian chromium is not installed")
+    return {**browser_type_launch_args, "executable_path": CHROMIUM, "args": ["--disable-gpu", "--disable-quic"]}

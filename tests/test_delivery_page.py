@@ -29,15 +29,8 @@ from tests.support.serve import serve_in_thread
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/lib/chromium/chromium"
 
 
-@pytest.fixture(scope="session")
-def browser_type_launch_args(browser_type_launch_args):
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian chromium is not installed")
-    return {**browser_type_launch_args, "executable_path": CHROMIUM,
-            "args": ["--disable-gpu", "--disable-quic"]}
 
 
 @pytest.fixture(scope="module")

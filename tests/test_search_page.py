@@ -4,7 +4,6 @@ driven by Playwright), against a real service on loopback."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
@@ -17,15 +16,8 @@ from synth.store_demo import write_demo_partners
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/lib/chromium/chromium"
 
 
-@pytest.fixture(scope="session")
-def browser_type_launch_args(browser_type_launch_args):
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian chromium is not installed")
-    return {**browser_type_launch_args, "executable_path": CHROMIUM,
-            "args": ["--disable-gpu", "--disable-quic"]}
 
 
 @pytest.fixture(scope="module")
