@@ -12,16 +12,12 @@ import functools
 import os
 import re
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 
-SECONDARY_CAPTURE_PREFIX = "1.2.840.10008.5.1.4.1.1.7"  # PS3.4 B.5: SC image storage IODs
 EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"
-# Modalities that commonly carry burned-in text.
-DEFAULT_ALWAYS = {"US", "SC", "OT", "XC", "ES", "GM", "SM", "DOC"}
-DEFAULT_FLAGGED = {"CR", "DX", "MG", "RF", "XA", "IO", "PX"}
 
 #: Words burned into images that identify nobody (markers, units, scales,
 #: ultrasound settings, views). Compared upper-case without punctuation.
@@ -59,69 +55,9 @@ TEXTURE_MAD = 12.0
 MIN_TEXT_HEIGHT = 6
 
 
-class PixelCleanError(Exception):
-    """Pixels that could not be cleared; ``reason`` is the quarantine reason code."""
+# The error and result types are the product's, so both cleaners report alike.
+from anonymization.ocr_redact import PixelCleanError, PixelCleanResult  # noqa: E402
 
-    def __init__(self, reason: str, message: str = "") -> None:
-        super().__init__(f"{reason}: {message}" if message else reason)
-        self.reason = reason
-        self.message = message
-
-
-@dataclass
-class PixelCleanResult:
-    frames: int
-    boxes_redacted: int
-    ocr_words: int
-    passes: int
-    redacted_frames: list[int] = field(default_factory=list)
-    modified: bool = False
-
-
-# ---------------------------------------------------------------- decision
-
-
-def _policy_mode(policy: Any, modality: str) -> str | None:
-    if policy is None:
-        return None
-    if hasattr(policy, "mode"):
-        return str(policy.mode(modality))
-    mods = {k.upper(): v for k, v in (policy.get("modalities") or {}).items()}
-    return mods.get(modality, policy.get("default"))
-
-
-def pixels_at_risk(ds, policy: Any = None) -> bool:
-    """Whether a file's pixels may carry burned-in text (header only).
-
-    ``policy`` is the profile's pixel policy -- a mapping ``{"default":
-    "flagged", "modalities": {"US": "always", "CT": "never"}}`` or an object
-    with ``mode(modality)``: ``always`` OCRs every file of the modality,
-    ``never`` trusts it, ``flagged`` OCRs files that declare or suggest text
-    (BurnedInAnnotation YES, secondary capture, DERIVED/SECONDARY image).
-    """
-    if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
-        return False
-    modality = str(ds.get("Modality", "") or "").upper()
-    mode = _policy_mode(policy, modality)
-    if mode is None:
-        mode = "always" if modality in DEFAULT_ALWAYS else "flagged"
-    if mode == "never":
-        return False
-    if mode == "always":
-        return True
-    if str(ds.get("BurnedInAnnotation", "") or "").upper() == "YES":
-        return True
-    if str(ds.get("SOPClassUID", "") or "").startswith(SECONDARY_CAPTURE_PREFIX):
-        return True
-    image_type = [str(v).upper() for v in (ds.get("ImageType") or [])]
-    if "SECONDARY" in image_type[:1] or "SCREEN SAVE" in image_type or "DERIVED" in image_type[:1] and modality in DEFAULT_FLAGGED:
-        return True
-    if str(ds.get("ConversionType", "") or "").upper() in {"DF", "SD", "SI", "DRW", "WSD"}:
-        return True  # digitised film, scanned document, screenshot
-    return False
-
-
-# ------------------------------------------------------------------- OCR
 
 
 @dataclass(frozen=True)
